@@ -33,7 +33,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # JetStream replicas for the streams `events init` creates (3 in the cluster shape).
     nats_replicas: int = 1
     events_max_age_days: float = 30.0
-    events_max_bytes: int = 10 * 1024**3
+    events_max_bytes: int = 1024**3  # per stream; events are small, media lives in the store
     events_duplicate_window_s: float = 120.0
 
     # Database: empty means the embedded SQLite file under data_dir.
@@ -88,9 +88,7 @@ def _coerce(raw: dict[str, str]) -> dict[str, Any]:
     """Turn comma lists into tuples; msgspec's ``strict=False`` handles numbers and bools."""
     out: dict[str, Any] = {}
     tuple_fields = {
-        name
-        for name, field_type in Settings.__annotations__.items()
-        if "tuple" in str(field_type)
+        name for name, field_type in Settings.__annotations__.items() if "tuple" in str(field_type)
     }
     for name, value in raw.items():
         if name in tuple_fields:

@@ -1,0 +1,88 @@
+"""Exactly-once side effects on at-least-once delivery: a tracking row per handled event.
+
+A handler claims the event in the same transaction as its side effect::
+
+    async with sessions.begin() as session:
+        if not await claim_event(session, "chat", envelope.event_id):
+            return  # a redelivery: the effect is already committed
+        session.add(Debit(...))
+
+Commit → the effect and the claim land together. Crash or rollback before commit →
+neither does, and the redelivery does the work. Two replicas handed the same event at
+once → the database's primary key lets exactly one claim win (the loser waits for the
+winner's transaction, then sees the row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, Text, delete, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from common.db import Base, UtcDateTime
+
+__all__ = ["ProcessedEvent", "claim_event", "prune_processed_events"]
+
+
+class ProcessedEvent(Base):
+    """Shared table (no component prefix): each consumer only writes its own rows."""
+
+    __tablename__ = "processed_events"
+
+    consumer: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    processed_at: Mapped[dt.datetime] = mapped_column(
+        UtcDateTime(), index=True, server_default=text("CURRENT_TIMESTAMP")
+    )
+
+
+_TABLE = cast(Table, ProcessedEvent.__table__)
+
+
+async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Record that ``consumer`` handles ``event_id`` in the caller's transaction.
+
+    True: first time, go ahead with the side effect. False: already claimed (committed,
+    or committed by a concurrent transaction we waited for) — skip the side effect.
+    """
+    if not consumer or not event_id:
+        raise ValueError("consumer and event_id must be non-empty")
+    values = {"consumer": consumer, "event_id": event_id, "processed_at": dt.datetime.now(dt.UTC)}
+    dialect = session.get_bind().dialect.name
+    # INSERT … ON CONFLICT DO NOTHING, not SELECT-then-INSERT: the check and the write
+    # are one statement, so two concurrent claims cannot both see "absent". Not a
+    # caught IntegrityError either: on PostgreSQL that aborts the caller's transaction.
+    if dialect == "postgresql":
+        stmt: Any = (
+            pg_insert(_TABLE)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        )
+    elif dialect == "sqlite":
+        stmt = (
+            sqlite_insert(_TABLE)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        )
+    else:  # pragma: no cover - common.db.normalize_url admits only these two
+        raise NotImplementedError(f"claim_event does not support {dialect!r}")
+    result = cast(CursorResult[Any], await session.execute(stmt))
+    return result.rowcount == 1
+
+
+async def prune_processed_events(session: AsyncSession, older_than: dt.datetime) -> int:
+    """Forget claims older than ``older_than``; returns how many rows went.
+
+    Only safe past the stream's retention (``events_max_age_days``) plus the longest
+    redelivery delay: an event that can no longer be delivered needs no guard.
+    """
+    result = cast(
+        CursorResult[Any],
+        await session.execute(delete(_TABLE).where(_TABLE.c.processed_at < older_than)),
+    )
+    return result.rowcount

@@ -1,0 +1,81 @@
+"""Live streams: ``stream.*`` (lifecycle, LL-HLS parts and segments, recordings)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from events.envelope import Event
+
+
+class StreamStarted(Event, frozen=True, tag="stream.started"):
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    session_id: str  # one broadcast; a channel has many over time
+    user_id: str
+    video_codec: str  # RFC 6381 codec string, e.g. avc1.64001f
+    audio_codec: str = ""  # e.g. mp4a.40.2; empty for video-only
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    init_key: str = ""  # object key of the fMP4 init segment
+    part_target_s: float = 0.0
+    segment_target_s: float = 0.0
+
+
+class StreamPart(Event, frozen=True, tag="stream.part"):
+    """One LL-HLS partial segment, durable in the object store."""
+
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    session_id: str
+    sequence: int  # media sequence number of the segment this part belongs to
+    part_index: int
+    duration_s: float
+    object_key: str
+    byte_size: int
+    independent: bool  # starts with a keyframe
+
+
+class StreamSegment(Event, frozen=True, tag="stream.segment"):
+    """A whole segment (its parts concatenated), durable in the object store."""
+
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    session_id: str
+    sequence: int
+    duration_s: float
+    object_key: str
+    byte_size: int
+    keyframe: bool  # starts with a keyframe (always, unless the publisher sent none)
+    part_count: int = 0
+    program_date_time: str = ""  # ISO 8601 wall clock of the first frame
+
+
+class StreamStopRequested(Event, frozen=True, tag="stream.stop_requested"):
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    user_id: str
+    reason: str = "owner"
+
+
+class StreamEnded(Event, frozen=True, tag="stream.ended"):
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    session_id: str
+    reason: str  # "publisher_left" | "stop_requested" | "timeout" | "error"
+    duration_s: float = 0.0
+    segment_count: int = 0
+
+
+class StreamRecorded(Event, frozen=True, tag="stream.recorded"):
+    """A finished broadcast stored as one object, ready to become a video."""
+
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    session_id: str
+    user_id: str
+    video_id: str
+    object_key: str
+    duration_s: float
+    byte_size: int
+    title: str = ""

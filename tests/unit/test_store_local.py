@@ -1,0 +1,241 @@
+"""What the folder store must get right beyond the shared contract: its files on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from common.settings import Settings, SettingsError
+from common.store import (
+    InvalidKey,
+    MultipartUpload,
+    ObjectNotFound,
+    StoreUnavailable,
+    UploadNotFound,
+    create_store,
+    validate_key,
+    validate_prefix,
+)
+from common.store.local import LocalStore
+
+pytestmark = pytest.mark.unit
+
+
+def files_under(root: Path) -> list[str]:
+    """Every file and folder below ``root``, hidden ones included."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> LocalStore:
+    local = LocalStore(tmp_path / "media")
+    await local.ensure_ready()
+    return local
+
+
+# -- keys ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["a", "live/42/seg_00017.m4s", "x" * 255, "é/스트림/😀", "a b/c?d&e=f", "a..b", "a./b"],
+)
+def test_good_keys(key: str) -> None:
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("", "non-empty"),
+        ("../x", "'..' segment"),
+        ("a/../../b", "'..' segment"),
+        ("a/./b", "'.' segment"),
+        ("/abs", "must not start with '/'"),
+        ("a//b", "empty path segment"),
+        ("a/", "empty path segment"),
+        ("a\x00b", "control character 0x00"),
+        ("a\x7fb", "control character 0x7f"),
+        ("a\\b", "backslash"),
+        (".hidden", "hidden segment"),
+        ("a/.multipart", "hidden segment"),
+        ("x" * 256, "over 255 bytes"),
+        ("/".join(["x" * 200] * 6), "limit is 1024"),
+        ("\ud800", "not valid UTF-8"),
+    ],
+)
+def test_bad_keys(key: str, reason: str) -> None:
+    with pytest.raises(InvalidKey) as caught:
+        validate_key(key)
+    assert reason in str(caught.value)
+
+
+def test_prefixes() -> None:
+    for prefix in ["", "a", "a/", "videos/ab", "a/b/"]:
+        assert validate_prefix(prefix) == prefix
+    for bad in ["/", "//", "../", "a/../", "/a", "a//", "a\x00"]:
+        with pytest.raises(InvalidKey):
+            validate_prefix(bad)
+
+
+# -- files on disk ------------------------------------------------------------------
+
+
+async def test_layout_and_content_type_sidecar(store: LocalStore) -> None:
+    await store.put("v/index.m3u8", b"#EXTM3U", content_type="application/vnd.apple.mpegurl")
+    await store.put("v/blob", b"x", content_type="text/plain")
+
+    # A sidecar only where the type differs from the fixed default for the name.
+    assert files_under(store.root) == ["v", "v/.blob.ctype", "v/blob", "v/index.m3u8"]
+    assert (await store.stat("v/index.m3u8")).content_type == "application/vnd.apple.mpegurl"
+    assert (await store.stat("v/blob")).content_type == "text/plain"
+
+    await store.put("v/blob", b"y")  # back to the default type: sidecar removed
+    assert files_under(store.root) == ["v", "v/blob", "v/index.m3u8"]
+    assert (await store.stat("v/blob")).content_type == "application/octet-stream"
+
+
+async def test_failed_writes_leave_no_temp_files(store: LocalStore) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 3_000_000
+        raise OSError("client went away")
+
+    with pytest.raises(OSError, match="went away"):
+        await store.put("a/b", broken())
+    with pytest.raises(Exception, match="announced"):
+        await store.put("a/b", b"xyz", length=2)
+
+    assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
+
+
+async def test_delete_prunes_empty_folders(store: LocalStore) -> None:
+    await store.put("a/b/c/one", b"1", content_type="text/plain")
+    await store.put("a/b/two", b"2")
+
+    await store.delete("a/b/c/one")
+    assert files_under(store.root) == ["a", "a/b", "a/b/two"]
+    assert await store.delete_prefix("a/") == 1
+    assert files_under(store.root) == []
+    assert store.root.is_dir()  # the root itself stays
+
+
+async def test_object_and_folder_cannot_share_a_key(store: LocalStore) -> None:
+    await store.put("a/b", b"file")
+    with pytest.raises(InvalidKey, match="needs 'a/b' as a folder"):
+        await store.put("a/b/c", b"under a file")
+    await store.put("x/y/z", b"deep")
+    with pytest.raises(InvalidKey, match="folder of other objects"):
+        await store.put("x/y", b"over a folder")
+    assert await store.read("a/b") == b"file"
+    assert await store.read("x/y/z") == b"deep"
+    assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
+
+
+async def test_concurrent_writers_leave_one_whole_object(store: LocalStore) -> None:
+    bodies = [bytes([n]) * 200_000 for n in range(16)]
+    await asyncio.gather(*(store.put("race/obj", body) for body in bodies))
+
+    assert await store.read("race/obj") in bodies
+    assert files_under(store.root) == ["race", "race/obj"]
+
+
+async def test_open_stream_keeps_reading_the_old_version(store: LocalStore) -> None:
+    await store.put("v/obj", b"A" * 100)
+    async with await store.get("v/obj", chunk_size=10) as stream:
+        first = await anext(stream)
+        await store.put("v/obj", b"B" * 50)  # a new inode; the open one is untouched
+        rest = b"".join([chunk async for chunk in stream])
+    assert first + rest == b"A" * 100
+    assert await store.read("v/obj") == b"B" * 50
+
+
+async def test_truncated_file_is_reported_not_served_short(store: LocalStore) -> None:
+    await store.put("v/obj", b"A" * 100_000)
+    stream = await store.get("v/obj", chunk_size=4096)
+    await anext(stream)
+    os.truncate(store.root / "v" / "obj", 20_000)  # same inode, shrunk under the reader
+
+    with pytest.raises(StoreUnavailable, match="ended after 20000 of 100000 bytes"):
+        async for _ in stream:
+            pass
+
+
+async def test_symlinks_are_not_followed(store: LocalStore, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    (store.root / "link").symlink_to(outside)
+    await store.put("real", b"x")
+
+    assert [info.key async for info in store.list()] == ["real"]
+    assert await store.delete_prefix("link") == 0
+    assert (outside / "secret").exists()
+
+
+# -- multipart folder ---------------------------------------------------------------
+
+
+async def test_multipart_folder_is_removed_on_complete_and_abort(store: LocalStore) -> None:
+    done = await store.create_multipart("up/done")
+    part = await store.upload_part(done, 1, b"x")
+    dropped = await store.create_multipart("up/dropped")
+    await store.upload_part(dropped, 1, b"y")
+    assert (store.root / ".multipart" / done.upload_id / "part-00001").exists()
+
+    await store.complete_multipart(done, [part])
+    await store.abort_multipart(dropped)
+
+    assert files_under(store.root) == [".multipart", "up", "up/done"]
+
+
+@pytest.mark.parametrize("upload_id", ["../../etc", "..", "", "A" * 32, "0" * 31 + "/"])
+async def test_upload_ids_cannot_reach_outside(store: LocalStore, upload_id: str) -> None:
+    upload = MultipartUpload(upload_id=upload_id, key="k")
+    with pytest.raises(UploadNotFound):
+        await store.upload_part(upload, 1, b"x")
+    with pytest.raises(UploadNotFound):
+        await store.list_parts(upload)
+    await store.abort_multipart(upload)  # nothing to abort; nothing removed
+    assert files_under(store.root) == []
+
+
+async def test_upload_id_is_bound_to_its_key(store: LocalStore) -> None:
+    upload = await store.create_multipart("mine")
+    stolen = MultipartUpload(upload_id=upload.upload_id, key="theirs")
+    with pytest.raises(UploadNotFound, match="not for 'theirs'"):
+        await store.upload_part(stolen, 1, b"x")
+    await store.abort_multipart(stolen)
+    assert await store.list_parts(upload) == []  # still there
+
+
+# -- factory ------------------------------------------------------------------------
+
+
+def test_factory(tmp_path: Path) -> None:
+    local = create_store(Settings(store_backend="local", store_path=tmp_path))
+    assert isinstance(local, LocalStore)
+    assert local.root == tmp_path.resolve()
+
+    from common.store.s3 import S3Store
+
+    s3 = create_store(
+        Settings(store_backend="s3", s3_access_key="k", s3_secret_key="s" * 8, s3_bucket="vpk")
+    )
+    assert isinstance(s3, S3Store)
+    assert s3.bucket == "vpk"
+
+    with pytest.raises(SettingsError, match="S3_ACCESS_KEY"):
+        create_store(Settings(store_backend="s3"))
+    with pytest.raises(SettingsError, match="'local' or 's3'"):
+        create_store(Settings(store_backend="gcs"))
+
+
+async def test_missing_is_not_found_even_through_a_file(store: LocalStore) -> None:
+    await store.put("file", b"x")
+    with pytest.raises(ObjectNotFound):
+        await store.stat("file/child")
+    await store.delete("file/child")
