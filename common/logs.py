@@ -61,6 +61,10 @@ def configure_logging(component: str, level: str = "INFO", json: bool = False) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries that chatter at INFO: keep their warnings, and alembic's migration steps.
+    for noisy in ("alembic", "faststream", "nats", "uvicorn.access", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("alembic.runtime.migration").setLevel(root.level)
     structlog.contextvars.bind_contextvars(component=component)
 
 

@@ -48,7 +48,7 @@ class NatsServerProcess:
         store_dir: Path,
         *,
         port: int | None = None,
-        max_file_store: str = "4G",
+        max_file_store: str = "8G",
         log_file: Path | None = None,
     ) -> None:
         self.store_dir = store_dir
@@ -75,6 +75,8 @@ class NatsServerProcess:
             f"listen: 127.0.0.1:{self.port}\n"
             f"jetstream {{\n  store_dir: {store}\n  max_file_store: {self.max_file_store}\n}}\n"
         )
+        if self.log_file:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
         output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self._process = subprocess.Popen(
             [str(nats_server_binary()), "-c", str(config)],

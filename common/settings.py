@@ -33,7 +33,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # JetStream replicas for the streams `events init` creates (3 in the cluster shape).
     nats_replicas: int = 1
     events_max_age_days: float = 30.0
-    events_max_bytes: int = 1024**3  # per stream; events are small, media lives in the store
+    events_max_bytes: int = 512 * 1024**2  # per stream; events are small, media lives in the store
     events_duplicate_window_s: float = 120.0
 
     # Database: empty means the embedded SQLite file under data_dir.
@@ -98,6 +98,12 @@ def _coerce(raw: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {kind!r} from the environment")
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read every ``VIDEOPICK_*`` variable; unknown names are an error, not a silent typo."""
     env = os.environ if environ is None else environ
@@ -113,7 +119,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             raise SettingsError(f"unknown setting {key}")
         raw[name] = value
     try:
-        return msgspec.convert(_coerce(raw), Settings, strict=False)
+        return msgspec.convert(_coerce(raw), Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"bad VIDEOPICK_* value: {exc}") from exc
 

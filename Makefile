@@ -1,0 +1,62 @@
+# VideoPick's one task runner. `make run` and `make test` work on a fresh machine:
+# they create the virtual environment and install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps minio run test test-unit lint format bench docs clean
+
+help:
+	@echo "make run    - start the whole platform on embedded defaults (http://localhost:8080)"
+	@echo "make test   - install everything the tests need, then run the whole suite"
+	@echo "make lint   - ruff and mypy (strict)"
+	@echo "make bench  - benchmarks side by side with their peers"
+	@echo "make docs   - write the OpenAPI and AsyncAPI documents to docs/"
+	@echo "make clean  - remove the virtual environment, caches and local data"
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+# The lock file pins every package; --frozen refuses to run with a stale lock.
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: $(VENV)/.synced
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+minio:
+	bash scripts/install-minio.sh >/dev/null
+
+run: install
+	$(BIN)/videopick up
+
+test: install system-deps minio
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install system-deps minio
+	$(BIN)/pytest -m bench tests/bench $(PYTEST_ARGS)
+
+docs: install
+	mkdir -p docs
+	$(BIN)/videopick events asyncapi --output docs/asyncapi.json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache data

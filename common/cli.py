@@ -1,0 +1,81 @@
+"""The ``videopick`` command: run the platform, operate the event log."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import runpy
+from typing import Annotated
+
+import typer
+
+from common.components import COMPONENTS
+from common.logs import configure_logging
+from common.settings import SettingsError, get_settings
+
+app = typer.Typer(
+    name="videopick",
+    help="VideoPick: self-hosted live streaming and video on demand.",
+    no_args_is_help=True,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+# Sub-commands that live beside their own code; mounted when the module exists.
+_MOUNTS = {
+    "events": ("events.cli", "The event log: streams, tail, replay, dead letters."),
+    "projections": ("gateway.projections.cli", "Rebuild the gateway's catalog from the log."),
+}
+for _name, (_module, _help) in _MOUNTS.items():
+    try:
+        _sub = importlib.import_module(_module).app
+    except ModuleNotFoundError as _exc:
+        if not _exc.name or not _module.startswith(_exc.name):
+            raise  # a broken import inside the module is a bug, not an absence
+    else:
+        app.add_typer(_sub, name=_name, help=_help)
+
+
+@app.command()
+def up(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="start only these components")
+    ] = None,
+) -> None:
+    """Start NATS, the database and every component; Ctrl-C stops it all."""
+    from common.supervisor import Supervisor
+
+    settings = get_settings()
+    configure_logging("supervisor", settings.log_level, settings.log_json)
+    raise typer.Exit(asyncio.run(Supervisor(settings, only=only).run()))
+
+
+@app.command()
+def run(component: Annotated[str, typer.Argument(help="|".join(COMPONENTS))]) -> None:
+    """Run one component in this process (what `up` starts for each)."""
+    if component not in COMPONENTS:
+        raise typer.BadParameter(f"unknown component {component!r}; one of {COMPONENTS}")
+    runpy.run_module(component, run_name="__main__", alter_sys=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (SQLite by default, PostgreSQL via VIDEOPICK_DATABASE_URL)."""
+    from common.db import migrate
+
+    settings = get_settings()
+    configure_logging("db", settings.log_level, settings.log_json)
+    asyncio.run(migrate(settings.resolved_database_url))
+    typer.echo("database is at the latest revision")
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:
+        typer.secho(f"configuration error: {exc}", err=True, fg="red")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

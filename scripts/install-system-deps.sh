@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs: PostgreSQL's server binaries (the tests start a
+# throw-away cluster with initdb/pg_ctl) and the ffmpeg CLI (a real RTMP publisher and
+# the transcoding peer in benchmarks). Installs only what is missing, and only as root;
+# otherwise it says what to install.
+set -euo pipefail
+
+missing=()
+have_initdb() {
+    command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+have_initdb || missing+=(postgresql)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "system-deps: all present" >&2
+    exit 0
+fi
+
+if [[ "$(id -u)" -ne 0 ]]; then
+    echo "system-deps: missing ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+echo "system-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a cluster on install; the tests run their own, so leave the packaged one off.
+if command -v pg_ctlcluster >/dev/null 2>&1; then
+    pg_lsclusters --no-header 2>/dev/null | while read -r version name _; do
+        pg_ctlcluster "$version" "$name" stop 2>/dev/null || true
+    done
+fi
