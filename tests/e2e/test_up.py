@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -49,7 +50,15 @@ def _children_of(pid: int) -> set[int]:
     return found
 
 
-async def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
+async def _stream_names(url: str) -> set[str]:
+    client = await nats.connect(url)
+    try:
+        return {info.config.name for info in await client.jetstream().streams_info()}
+    finally:
+        await client.close()
+
+
+def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     nats_port, http_port, rtmp_port = free_port(), free_port(), free_port()
     env = dict(
         os.environ,
@@ -75,20 +84,16 @@ async def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
             time.sleep(0.1)
 
         # NATS with the catalog's streams, and the database file, are there.
-        client = await nats.connect(f"nats://127.0.0.1:{nats_port}")
-        try:
-            names = {info.config.name for info in await client.jetstream().streams_info()}
-        finally:
-            await client.close()
+        names = asyncio.run(_stream_names(f"nats://127.0.0.1:{nats_port}"))
         assert {"ACCOUNTS", "STREAMS", "CHAT", "DEAD_LETTERS"} <= names
         assert (tmp_path / "data" / "videopick.db").exists()
 
         components = available_components()
         if "gateway" in components:
-            async with httpx.AsyncClient() as http:
+            with httpx.Client() as http:
                 while True:
                     try:
-                        response = await http.get(f"http://127.0.0.1:{http_port}/healthz")
+                        response = http.get(f"http://127.0.0.1:{http_port}/healthz")
                         if response.status_code == 200:
                             break
                     except httpx.TransportError:
