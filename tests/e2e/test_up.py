@@ -53,7 +53,7 @@ def _children_of(pid: int) -> set[int]:
 async def _stream_names(url: str) -> set[str]:
     client = await nats.connect(url)
     try:
-        return {info.config.name for info in await client.jetstream().streams_info()}
+        return {str(info.config.name) for info in await client.jetstream().streams_info()}
     finally:
         await client.close()
 
