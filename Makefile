@@ -25,7 +25,13 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-install: $(VENV)/.synced
+# Front-end packages come from the npm registry, pinned by the lock file (never a CDN);
+# --ignore-scripts: none of them needs an install script (swagger-ui-dist's is telemetry).
+gateway/static/node_modules/.synced: gateway/static/package.json gateway/static/package-lock.json
+	npm ci --prefix gateway/static --ignore-scripts --no-audit --no-fund --silent
+	@touch $@
+
+install: $(VENV)/.synced gateway/static/node_modules/.synced
 
 system-deps:
 	bash scripts/install-system-deps.sh

@@ -60,10 +60,129 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     jwt_issuer: str = "videopick"
     jwt_audience: str = "videopick"
     jwt_ttl_s: int = 24 * 3600
+    # Asymmetric signing (jwt_algorithm EdDSA or RS256): PEM files named `<kid>.pem`
+    # (private, PKCS#8) or `<kid>.pub.pem` (verify only) in jwt_keys_dir; the active kid
+    # signs; `kid@ISO-8601` entries in jwt_retired_kids say when a key stopped signing,
+    # and it still verifies for jwt_overlap_s after that (gateway/auth/keys.py).
+    jwt_keys_dir: Path | None = None
+    jwt_active_kid: str = ""
+    jwt_retired_kids: tuple[str, ...] = ()
+    jwt_overlap_s: int = 24 * 3600
+    # Encrypts stream keys at rest so their owner can see them again; empty derives it
+    # from jwt_secret (gateway/channels/keys.py).
+    stream_key_secret: str = ""
+    # Login attempts per account and per client address (PeerTube: 15 per 5 min).
+    login_limit_attempts: int = 15
+    login_limit_window_s: int = 300
+    # JSON API bodies; tus uploads have their own limits.
+    http_max_body_bytes: int = 1024**2
+    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips).
+    http_trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
+
+    # Chat (chat/, gateway/centrifuge/). A token bucket per user and channel: a burst
+    # of chat_rate_burst messages, refilled at chat_rate_per_s (Owncast hard-codes
+    # 3 per 2 s; streamers change theirs with /ratelimit).
+    chat_max_chars: int = 500
+    chat_rate_burst: int = 3
+    chat_rate_per_s: float = 1.5
+    chat_history_size: int = 50
+    # A WebSocket frame above this closes the connection (1009); uvicorn's ws_max_size
+    # should be the same so a bigger one is never buffered.
+    chat_ws_max_frame_bytes: int = 64 * 1024
+    # What one connection may have queued for it before it is dropped as slow (3008).
+    chat_ws_queue_max_bytes: int = 1024**2
+    # Server pings (Centrifugo's defaults): an empty message every interval; no pong
+    # within the timeout closes the connection (3012).
+    chat_ping_interval_s: float = 25.0
+    chat_pong_timeout_s: float = 8.0
+    # Users (ids) allowed to top up wallets outside env=dev.
+    chat_admin_user_ids: tuple[str, ...] = ()
 
     # Ingest
     rtmp_host: str = "127.0.0.1"
     rtmp_port: int = 1935
+    # Time limits per RTMP connection (ingest/rtmp/server.py); byte limits are the
+    # core's (ingest/rtmp/limits.py). Setup: from accept until publishing starts.
+    rtmp_handshake_timeout_s: float = 10.0
+    rtmp_setup_timeout_s: float = 30.0
+    rtmp_idle_timeout_s: float = 30.0
+    rtmp_max_connections: int = 1000
+    rtmp_max_connections_per_host: int = 20
+    # Bad stream keys from one address: each refusal waits rtmp_bad_key_delay_s; after
+    # rtmp_bad_key_limit of them within the window, that address is refused outright
+    # for rtmp_bad_key_lockout_s.
+    rtmp_bad_key_delay_s: float = 1.0
+    rtmp_bad_key_limit: int = 5
+    rtmp_bad_key_window_s: float = 60.0
+    rtmp_bad_key_lockout_s: float = 300.0
+    # After stream.stop_requested, the channel's publishes are refused this long (OBS
+    # would otherwise reconnect at once).
+    rtmp_stop_cooldown_s: float = 15.0
+    # stats.ingest cadence; the one-publisher-per-channel lease is renewed with it and
+    # lapses after rtmp_publisher_lease_s when an ingest process dies.
+    rtmp_stats_interval_s: float = 5.0
+    rtmp_publisher_lease_s: float = 15.0
+
+    # Live packaging (ingest/packager) and LL-HLS delivery (gateway/live).
+    # Parts never exceed live_part_target_s; the declared PART-TARGET is snapped down to
+    # whole frames. Segments end on the first keyframe after ~live_segment_target_s, and
+    # never round above EXT-X-TARGETDURATION = live_target_duration_s (RFC 8216bis 4.4.3.1).
+    live_part_target_s: float = 0.25
+    live_segment_target_s: float = 1.0
+    live_target_duration_s: int = 2
+    live_record: bool = True  # join each broadcast's segments into one recording object
+    # How much of a live stream the gateway's playlist lists (older segments stay in the
+    # store for the recording).
+    live_window_s: float = 30.0
+
+    # Transcoder (transcoder/): the ladder is "<height>p:<kbps>" rungs, largest first;
+    # rungs above the source are skipped (never upscaled). Keyframes every
+    # transcode_keyframe_s on every rendition (aligned, so players can switch);
+    # segments are a whole number of keyframe intervals.
+    transcode_preset: str = "veryfast"
+    transcode_ladder: tuple[str, ...] = ("1080p:5000", "720p:2800", "480p:1400", "360p:800")
+    transcode_audio_kbps: int = 128
+    transcode_segment_s: float = 6.0
+    transcode_keyframe_s: float = 2.0
+    # Jobs one transcoder process runs at once (each in its own child process).
+    transcode_workers: int = 1
+    # JetStream redelivers a job whose worker stopped sending in_progress for this long.
+    transcode_ack_wait_s: float = 60.0
+    transcode_max_deliver: int = 5
+    transcode_retry_backoff_s: tuple[float, ...] = (10.0, 60.0, 300.0, 900.0)
+    # A child that reports no progress for this long is killed (and the job retried).
+    transcode_stall_timeout_s: float = 300.0
+    # Address-space cap of a job's child process in MiB (0: none).
+    transcode_memory_limit_mb: int = 0
+    transcode_max_duration_s: float = 12 * 3600.0
+    transcode_thumbnails: int = 10
+    transcode_sprite_tile_width: int = 160
+    # Live recordings (stream.recorded) go through the same ladder when true.
+    transcode_recordings: bool = True
+
+    # Uploads: tus at the gateway (gateway/tus/) and the uploader (uploader/).
+    # Tus-Max-Size: an Upload-Length above it is answered 413 before any byte is read.
+    tus_max_size: int = 20 * 1024**3
+    # The chunk the simple API asks for, and the S3 part a PATCH body is cut into
+    # (>= 5 MiB, the S3 minimum; tusd prefers 50 MiB, but parts are held in memory).
+    tus_chunk_size: int = 8 * 1024**2
+    # An unfinished upload expires this long after its last durable chunk (tus
+    # expiration extension); the uploader then deletes what it stored.
+    tus_expiry_s: int = 24 * 3600
+    # One PATCH per upload at a time, across gateway processes: a lease on the upload's
+    # row, renewed every third of it while the PATCH lives. A crashed gateway's lock
+    # frees when the lease runs out.
+    tus_lock_lease_s: float = 15.0
+    # A PATCH whose body sends nothing for this long ends; what arrived is kept.
+    tus_read_timeout_s: float = 20.0
+    # Uploader: how often expired uploads are looked for.
+    upload_sweep_interval_s: float = 60.0
+    # The media probe's child process: wall time, address space, CPU seconds, and the
+    # longest video accepted.
+    probe_timeout_s: float = 30.0
+    probe_memory_mb: int = 1024
+    probe_cpu_s: int = 20
+    probe_max_duration_s: float = 12 * 3600.0
 
     # Logs
     log_level: str = "INFO"

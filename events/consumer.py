@@ -84,7 +84,15 @@ async def dead_letter(msg: Msg, error: BaseException | str) -> None:
     """Copy ``msg`` with its provenance to ``DEAD_LETTERS`` (deduplicated by origin)."""
     meta = msg.metadata
     consumer = meta.consumer or "unknown"
+    original = msg.headers or {}
+    # Keep the original's own headers (content-type, correlation_id…) so a redriven
+    # copy decodes and traces like the original; drop the ones that steer JetStream.
     headers = {
+        name: value
+        for name, value in original.items()
+        if not name.lower().startswith(("nats-", "vp-"))
+    }
+    headers |= {
         H_SUBJECT: msg.subject,
         H_STREAM: meta.stream,
         H_SEQ: str(meta.sequence.stream),
@@ -94,7 +102,7 @@ async def dead_letter(msg: Msg, error: BaseException | str) -> None:
         # One dead letter per (stream message, consumer), however often we get here.
         "Nats-Msg-Id": f"dl:{meta.stream}:{meta.sequence.stream}:{consumer}",
     }
-    original_id = (msg.headers or {}).get("Nats-Msg-Id")
+    original_id = original.get("Nats-Msg-Id")
     if original_id:
         headers[H_MSG_ID] = original_id
     js = msg._client.jetstream()

@@ -75,8 +75,8 @@ class Event(msgspec.Struct, kw_only=True, frozen=True, tag_field="type"):
         return json_schema_of(cls)
 
 
-def json_schema_of(cls: type[Event]) -> dict[str, Any]:
-    """msgspec's schema for one event with its ``$defs`` inlined into one document."""
+def json_schema_of(cls: type[msgspec.Struct]) -> dict[str, Any]:
+    """msgspec's schema for one Struct (an event or not) with ``$defs`` inlined."""
     schema = msgspec.json.schema(cls)
     defs: dict[str, Any] = schema.pop("$defs", {})
 

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.nats",
     "tests.fixtures.postgres",
     "tests.fixtures.minio",
+    "tests.fixtures.gateway",
 ]
 
 

@@ -14,6 +14,7 @@ from events.catalog.chat import (
     ChatModeration,
     ChatRejected,
     ChatSuperchat,
+    ChatTopup,
     ChatUser,
     SuperChatInfo,
 )
@@ -72,6 +73,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ChatEffect,
     ChatSuperchat,
     ChatModeration,
+    ChatTopup,
     StatsViewers,
     StatsIngest,
 )
@@ -110,6 +112,7 @@ __all__ = [
     "ChatModeration",
     "ChatRejected",
     "ChatSuperchat",
+    "ChatTopup",
     "ChatUser",
     "ChunkUploaded",
     "Event",

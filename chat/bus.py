@@ -1,0 +1,84 @@
+"""The chat component's broker: what it consumes, answers and publishes.
+
+``create_broker(settings)`` builds it (not connected): the worker starts it, and
+``events.asyncapi`` documents it. Handlers reach the :class:`~chat.service.ChatService`
+through FastStream's context (``broker.context["chat"]``), set before the broker
+starts.
+
+Ack policy (events.consumer): every durable subscriber acks after its handler
+returned; a transient error (database or NATS hiccup) is nacked with backoff; a
+payload that cannot be valid is dead-lettered at once. Redelivery is harmless: the
+decision is claimed with its outcome (``chat_outcomes``), top-ups are keyed by their
+ledger transaction, users by their id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from faststream import Context
+from faststream.nats import NatsBroker
+
+from chat.service import COMPONENT, ChatService
+from common.settings import Settings
+from events.broker import create_broker as create_component_broker
+from events.catalog import (
+    ChatAccepted,
+    ChatEffect,
+    ChatMessage,
+    ChatModeration,
+    ChatRejected,
+    ChatSuperchat,
+    ChatTopup,
+    UserRegistered,
+)
+from events.chat_queries import (
+    HISTORY_SUBJECT,
+    QUEUE_GROUP,
+    WALLET_SUBJECT,
+    HistoryQuery,
+    WalletQuery,
+)
+from events.consumer import RetryPolicy, durable_subscriber
+from events.declare import declare_publishes
+
+CONTEXT_KEY: Final = "chat"
+PUBLISHES: Final = (ChatAccepted, ChatRejected, ChatEffect, ChatSuperchat, ChatModeration)
+
+# A decision that failed to publish is redelivered quickly (the outcome is stored;
+# only the publish is repeated), then with growing pauses.
+MESSAGE_POLICY: Final = RetryPolicy(max_deliver=6, backoff_s=(0.2, 1.0, 5.0, 30.0), ack_wait_s=30.0)
+LEDGER_POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(0.5, 2.0, 10.0, 60.0), ack_wait_s=30.0)
+
+Chat = Annotated[ChatService, Context(CONTEXT_KEY)]
+
+
+def register(broker: NatsBroker) -> None:
+    @durable_subscriber(broker, ChatMessage, durable="chat", policy=MESSAGE_POLICY)
+    async def on_chat_message(event: ChatMessage, chat: Chat) -> None:
+        await chat.on_message(event)
+
+    @durable_subscriber(broker, UserRegistered, durable="chat-users")
+    async def on_user_registered(event: UserRegistered, chat: Chat) -> None:
+        await chat.on_user_registered(event)
+
+    @durable_subscriber(broker, ChatTopup, durable="chat-ledger", policy=LEDGER_POLICY)
+    async def on_topup(event: ChatTopup, chat: Chat) -> None:
+        await chat.on_topup(event)
+
+    # Reads for the gateways: core request/reply, one queue group (one worker answers).
+    @broker.subscriber(HISTORY_SUBJECT, queue=QUEUE_GROUP, title="chat:rpc:history")
+    async def history(query: HistoryQuery, chat: Chat) -> bytes:
+        return msgspec.json.encode(await chat.history(query))
+
+    @broker.subscriber(WALLET_SUBJECT, queue=QUEUE_GROUP, title="chat:rpc:wallet")
+    async def wallet(query: WalletQuery, chat: Chat) -> bytes:
+        return msgspec.json.encode(await chat.wallet(query))
+
+
+def create_broker(settings: Settings) -> NatsBroker:
+    broker = create_component_broker(settings, name=COMPONENT)
+    register(broker)
+    declare_publishes(broker, *PUBLISHES, component=COMPONENT)
+    return broker

@@ -1,0 +1,473 @@
+"""Deciding one ``chat.message``: accept (with the channel's next offset) or refuse.
+
+One database transaction per message, in this order:
+
+1. claim the event (``processed_events``): a redelivery finds the claim and gets the
+   stored outcome back instead of a second decision;
+2. lock the channel's row: decisions of one channel run one at a time across every
+   chat worker, so the offsets (``last_offset + 1``) follow the decision order with no
+   gap, and per-channel state (slow mode, buckets, bans) is read and written safely;
+3. the rules, each refusing with a code and a reason the sender sees:
+   text (length, control characters) → bans and timeouts → slow mode → rate limit →
+   banned words → link policy → super chat funds;
+   or, for ``/commands``: parse → rights (streamer; mods for all but /mod) → apply;
+4. on acceptance: the message row (history), the user's bucket, effect counts, the
+   ledger transfer for a super chat;
+5. the outcome events, stored with the claim (``chat_outcomes``).
+
+The caller publishes the outcome after commit; if that fails the message is
+redelivered, finds its claim, and the same events (same ids: JetStream drops
+duplicates, gateways drop offsets they delivered) go out again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chat import ledger, ratelimit
+from chat.commands import OWNER_ONLY, TARGETED, Command, CommandError, parse_command
+from chat.effects import add_counts
+from chat.models import (
+    BannedWordRow,
+    BanRow,
+    ChannelRow,
+    ChatUserRow,
+    MessageRow,
+    ModRow,
+    OutcomeRow,
+    UserStateRow,
+)
+from chat.sql import insert_ignore
+from chat.text import banned_word_in, check_text, contains_link, effects_in
+from chat.tiers import MAX_AMOUNT, superchat_info
+from common.idempotency import claim_event
+from common.settings import Settings
+from events.catalog import (
+    ChatAccepted,
+    ChatMessage,
+    ChatModeration,
+    ChatRejected,
+    ChatSuperchat,
+    ChatUser,
+    decode_event,
+    encode_event,
+)
+from events.envelope import Event
+
+CONSUMER: Final = "chat"
+COMPONENT: Final = "chat"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_chars: int
+    rate_burst: int
+    rate_per_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rules:
+        return cls(settings.chat_max_chars, settings.chat_rate_burst, settings.chat_rate_per_s)
+
+
+@dataclass
+class _Context:
+    session: AsyncSession
+    channel: ChannelRow
+    message: ChatMessage
+    now: int
+    owner_id: str | None
+    is_owner: bool
+    is_mod: bool
+
+    def reject(self, code: str, reason: str) -> list[Event]:
+        m = self.message
+        return [
+            ChatRejected(
+                message_id=m.message_id,
+                stream_id=m.stream_id,
+                user_id=m.user.id,
+                code=code,
+                reason=reason,
+                gateway_id=m.gateway_id,
+                client_id=m.client_id,
+                producer=COMPONENT,
+                correlation_id=m.event_id,
+            )
+        ]
+
+
+async def lock_channel(session: AsyncSession, stream_id: str) -> ChannelRow:
+    """The channel's row, created if new, locked until the transaction ends."""
+    await insert_ignore(
+        session,
+        ChannelRow,
+        {
+            "stream_id": stream_id,
+            "epoch": new_epoch(),
+            "last_offset": 0,
+            "cleared_offset": 0,
+            "slow_mode_s": 0,
+            "links": "mods",
+            "created_at": dt.datetime.now(dt.UTC),
+        },
+        ["stream_id"],
+    )
+    # FOR UPDATE on PostgreSQL; SQLite has a single writer and ignores it (the claim's
+    # INSERT already holds the write lock).
+    channel = await session.scalar(
+        select(ChannelRow)
+        .where(ChannelRow.stream_id == stream_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert channel is not None
+    return channel
+
+
+class ChatPipeline:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        rules: Rules,
+        clock_ms: Callable[[], int] = now_ms,
+    ) -> None:
+        self.sessions = sessions
+        self.rules = rules
+        self.clock_ms = clock_ms
+
+    async def decide(self, message: ChatMessage) -> list[Event]:
+        async with self.sessions.begin() as session:
+            if not await claim_event(session, CONSUMER, message.event_id):
+                return await _stored_outcome(session, message.event_id)
+            channel = await lock_channel(session, message.stream_id)
+            ctx = await self._context(session, channel, message)
+            if not message.user.id:
+                events = ctx.reject("not_allowed", "sign in to chat")
+            elif message.text.startswith("/"):
+                events = await self._command(ctx)
+            else:
+                events = await self._message(ctx)
+            session.add(
+                OutcomeRow(
+                    event_id=message.event_id,
+                    events=msgspec.json.encode(
+                        [msgspec.Raw(encode_event(e)) for e in events]
+                    ).decode(),
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+        return events
+
+    async def _context(
+        self, session: AsyncSession, channel: ChannelRow, message: ChatMessage
+    ) -> _Context:
+        owner_id = await session.scalar(
+            select(ChatUserRow.user_id).where(ChatUserRow.stream_id == channel.stream_id).limit(1)
+        )
+        user_id = message.user.id
+        is_owner = owner_id is not None and owner_id == user_id
+        is_mod = is_owner or (
+            bool(user_id) and await session.get(ModRow, (channel.stream_id, user_id)) is not None
+        )
+        return _Context(session, channel, message, self.clock_ms(), owner_id, is_owner, is_mod)
+
+    # --- messages --------------------------------------------------------------------
+
+    async def _message(self, ctx: _Context) -> list[Event]:  # noqa: PLR0911 - one per rule
+        session, channel, message, now = ctx.session, ctx.channel, ctx.message, ctx.now
+        user_id = message.user.id
+        problem = check_text(message.text, self.rules.max_chars)
+        if problem is not None:
+            return ctx.reject(*problem)
+        banned = await _ban_of(session, channel.stream_id, user_id, now)
+        if banned is not None:
+            return ctx.reject(*banned)
+        state = await session.get(UserStateRow, (channel.stream_id, user_id))
+        if channel.slow_mode_s > 0 and not ctx.is_mod and state is not None:
+            wait_ms = state.last_message_ms + channel.slow_mode_s * 1000 - now
+            if wait_ms > 0:
+                return ctx.reject(
+                    "slow_mode",
+                    f"slow mode: one message every {channel.slow_mode_s} s; "
+                    f"wait {-(-wait_ms // 1000)} s",
+                )
+        burst = channel.rate_burst or self.rules.rate_burst
+        per_s = channel.rate_per_s or self.rules.rate_per_s
+        bucket = ratelimit.Bucket(state.tokens, state.tokens_at_ms) if state else None
+        verdict = ratelimit.take(bucket, now_ms=now, burst=burst, per_s=per_s)
+        if not verdict.allowed:
+            return ctx.reject(
+                "rate_limited",
+                f"at most {ratelimit.describe(burst, per_s)}; wait {verdict.retry_after_s:.1f} s",
+            )
+        words = frozenset(
+            (
+                await session.scalars(
+                    select(BannedWordRow.word).where(BannedWordRow.stream_id == channel.stream_id)
+                )
+            ).all()
+        )
+        if banned_word_in(message.text, words) is not None:
+            return ctx.reject(
+                "banned_word", "the message contains a word this channel does not allow"
+            )
+        if contains_link(message.text) and not _links_allowed(channel.links, ctx.is_mod):
+            who = "nobody" if channel.links == "none" else "moderators only"
+            return ctx.reject("link_not_allowed", f"links are not allowed here ({who})")
+        superchat = None
+        if message.amount:
+            refusal = await self._superchat(ctx)
+            if refusal is not None:
+                return refusal
+            superchat = superchat_info(message.amount)
+        # Accepted.
+        if state is None:
+            state = UserStateRow(stream_id=channel.stream_id, user_id=user_id)
+            session.add(state)
+        state.tokens = verdict.bucket.tokens
+        state.tokens_at_ms = verdict.bucket.at_ms
+        state.last_message_ms = now
+        channel.last_offset += 1
+        offset = channel.last_offset
+        name = await session.scalar(
+            select(ChatUserRow.username).where(ChatUserRow.user_id == user_id)
+        )
+        user = ChatUser(id=user_id, name=name or message.user.name or f"user-{user_id[-6:]}")
+        counts = effects_in(message.text)
+        effects = sorted(counts)
+        session.add(
+            MessageRow(
+                stream_id=channel.stream_id,
+                seq=offset,
+                message_id=message.message_id,
+                user_id=user_id,
+                user_name=user.name,
+                text=message.text,
+                ts_ms=now,
+                effects=msgspec.json.encode(effects).decode(),
+                superchat=msgspec.json.encode(superchat).decode() if superchat else None,
+            )
+        )
+        if counts:
+            await add_counts(session, channel.stream_id, now, counts)
+        accepted = ChatAccepted(
+            message_id=message.message_id,
+            stream_id=channel.stream_id,
+            user=user,
+            text=message.text,
+            ts=now,
+            effects=effects,
+            superchat=superchat,
+            offset=offset,
+            epoch=channel.epoch,
+            producer=COMPONENT,
+            correlation_id=message.event_id,
+        )
+        events: list[Event] = [accepted]
+        if superchat is not None and ctx.owner_id is not None:
+            events.append(
+                ChatSuperchat(
+                    message_id=message.message_id,
+                    stream_id=channel.stream_id,
+                    from_user_id=user_id,
+                    to_user_id=ctx.owner_id,
+                    amount=superchat.amount,
+                    tier=superchat.tier,
+                    color=superchat.color,
+                    pin_seconds=superchat.pin_seconds,
+                    text=message.text,
+                    producer=COMPONENT,
+                    correlation_id=message.event_id,
+                )
+            )
+        return events
+
+    async def _superchat(self, ctx: _Context) -> list[Event] | None:
+        message = ctx.message
+        if not 0 < message.amount <= MAX_AMOUNT:
+            return ctx.reject("bad_amount", f"an amount of 1 to {MAX_AMOUNT} credits")
+        if ctx.owner_id is None:
+            return ctx.reject("unknown_channel", "this channel has no known streamer yet")
+        if ctx.is_owner:
+            return ctx.reject("bad_amount", "you cannot super chat your own channel")
+        moved = await ledger.transfer(
+            ctx.session,
+            ledger.Transfer(
+                tx_id=f"superchat:{message.message_id}",
+                from_user_id=message.user.id,
+                to_user_id=ctx.owner_id,
+                amount=message.amount,
+                stream_id=message.stream_id,
+                message_id=message.message_id,
+                text=message.text,
+            ),
+            ctx.now,
+        )
+        if not moved:
+            have = await ledger.balance(ctx.session, message.user.id)
+            return ctx.reject(
+                "insufficient_funds", f"{message.amount} credits needed, {have} available"
+            )
+        return None
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def _command(self, ctx: _Context) -> list[Event]:  # noqa: PLR0911 - one per rule
+        try:
+            command = parse_command(ctx.message.text)
+        except CommandError as exc:
+            return ctx.reject(exc.code, exc.reason)
+        if not ctx.is_mod:
+            return ctx.reject("not_allowed", "only the streamer and moderators can do that")
+        if command.action in OWNER_ONLY and not ctx.is_owner:
+            return ctx.reject("not_allowed", "only the streamer can appoint moderators")
+        target_id = ""
+        if command.action in TARGETED:
+            found = await ctx.session.scalar(
+                select(ChatUserRow.user_id).where(ChatUserRow.username_key == command.target)
+            )
+            if found is None:
+                return ctx.reject("unknown_user", f"no user named {command.target}")
+            target_id = found
+            if command.action in ("ban", "timeout"):
+                if target_id == ctx.owner_id:
+                    return ctx.reject("not_allowed", "the streamer cannot be banned")
+                target_is_mod = (
+                    await ctx.session.get(ModRow, (ctx.channel.stream_id, target_id)) is not None
+                )
+                if target_is_mod and not ctx.is_owner:
+                    return ctx.reject("not_allowed", "only the streamer can ban a moderator")
+        through = await self._apply(ctx, command, target_id)
+        m = ctx.message
+        return [
+            ChatModeration(
+                stream_id=m.stream_id,
+                actor_user_id=m.user.id,
+                action=command.action,
+                target_user_id=target_id,
+                seconds=command.seconds,
+                message_id=m.message_id,
+                through_offset=through,
+                value=command.value,
+                producer=COMPONENT,
+                correlation_id=m.event_id,
+            )
+        ]
+
+    async def _apply(self, ctx: _Context, command: Command, target_id: str) -> int:
+        """Apply a moderation command; returns the cleared-through offset for /clear."""
+        session, channel, now = ctx.session, ctx.channel, ctx.now
+        sid = channel.stream_id
+        actor = ctx.message.user.id
+        created = dt.datetime.now(dt.UTC)
+        match command.action:
+            case "ban" | "timeout":
+                until = None if command.action == "ban" else now + command.seconds * 1000
+                await session.execute(
+                    delete(BanRow).where(BanRow.stream_id == sid, BanRow.user_id == target_id)
+                )
+                session.add(
+                    BanRow(
+                        stream_id=sid,
+                        user_id=target_id,
+                        until_ms=until,
+                        actor_user_id=actor,
+                        created_at=created,
+                    )
+                )
+            case "unban":
+                await session.execute(
+                    delete(BanRow).where(BanRow.stream_id == sid, BanRow.user_id == target_id)
+                )
+            case "mod":
+                await insert_ignore(
+                    session,
+                    ModRow,
+                    {
+                        "stream_id": sid,
+                        "user_id": target_id,
+                        "granted_by": actor,
+                        "created_at": created,
+                    },
+                    ["stream_id", "user_id"],
+                )
+            case "unmod":
+                await session.execute(
+                    delete(ModRow).where(ModRow.stream_id == sid, ModRow.user_id == target_id)
+                )
+            case "slow":
+                channel.slow_mode_s = command.seconds
+            case "clear":
+                channel.cleared_offset = channel.last_offset
+                return channel.last_offset
+            case "ratelimit":
+                if command.value:
+                    count = int(command.value.split("/")[0])
+                    channel.rate_burst = count
+                    channel.rate_per_s = count / command.seconds
+                else:
+                    channel.rate_burst = None
+                    channel.rate_per_s = None
+            case "banword":
+                await insert_ignore(
+                    session,
+                    BannedWordRow,
+                    {"stream_id": sid, "word": command.value},
+                    ["stream_id", "word"],
+                )
+            case "unbanword":
+                await session.execute(
+                    delete(BannedWordRow).where(
+                        BannedWordRow.stream_id == sid, BannedWordRow.word == command.value
+                    )
+                )
+            case "links":
+                channel.links = command.value
+        return 0
+
+
+def _links_allowed(policy: str, is_mod: bool) -> bool:
+    if policy == "all":
+        return True
+    if policy == "none":
+        return False
+    return is_mod
+
+
+async def _ban_of(
+    session: AsyncSession, stream_id: str, user_id: str, now: int
+) -> tuple[str, str] | None:
+    ban = await session.get(BanRow, (stream_id, user_id))
+    if ban is None:
+        return None
+    if ban.until_ms is None:
+        return "banned", "you are banned from this chat"
+    if ban.until_ms > now:
+        return "timed_out", f"you are timed out for {-(-(ban.until_ms - now) // 1000)} more s"
+    await session.delete(ban)  # expired
+    return None
+
+
+async def _stored_outcome(session: AsyncSession, event_id: str) -> list[Event]:
+    row = await session.get(OutcomeRow, event_id)
+    if row is None:
+        return []  # claimed by an older version without outcomes: nothing to resend
+    raws = msgspec.json.decode(row.events, type=list[msgspec.Raw])
+    return [decode_event(bytes(raw)) for raw in raws]

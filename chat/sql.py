@@ -1,0 +1,34 @@
+"""Portable "insert if absent" for the two backends (PostgreSQL, SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+
+async def insert_ignore(
+    session: AsyncSession,
+    model: type[DeclarativeBase],
+    values: dict[str, Any],
+    keys: Sequence[str],
+) -> bool:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING``; True when the row was inserted.
+
+    One statement, so two concurrent inserts cannot both see "absent" (the loser
+    waits for the winner's transaction, then does nothing).
+    """
+    table = cast(Table, model.__table__)
+    dialect = session.get_bind().dialect.name
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = pg_insert(table).values(values).on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=list(keys))
+    result = cast(CursorResult[Any], await session.execute(stmt))
+    return result.rowcount == 1

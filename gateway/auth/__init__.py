@@ -1,0 +1,1 @@
+"""Accounts: registration, login, JWT access tokens, the login rate limit."""

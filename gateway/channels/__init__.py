@@ -1,0 +1,1 @@
+"""Channels: the public stream id, the secret stream key, broadcast control."""

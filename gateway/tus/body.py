@@ -1,0 +1,56 @@
+"""Reading a request body off ASGI ``receive``, for uploads.
+
+Litestar's ``request.stream()`` turns a client that hangs up into a generic 500-class
+exception and has no read timeout (uvicorn has none either), so a client that goes
+silent would pin its PATCH, and its lock, forever. This reader says precisely why the
+body ended (:class:`BodyInterrupted` with ``reason``) so the engine can keep the bytes
+that arrived, and it stops at ``limit``: a body longer than the upload is cut there
+(RELIABILITY.md, "tus uploads"), the rest is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
+
+__all__ = ["BodyInterrupted", "Receive", "read_body"]
+
+Receive = Callable[[], Awaitable[Any]]
+
+
+class BodyInterrupted(Exception):  # noqa: N818 - reads as what happened
+    """The body ended before its end: the client left, or sent nothing for too long."""
+
+    def __init__(self, reason: Literal["disconnect", "timeout"], received: int) -> None:
+        super().__init__(f"body interrupted ({reason}) after {received} bytes")
+        self.reason = reason
+        self.received = received
+
+
+async def read_body(receive: Receive, *, limit: int, timeout_s: float) -> AsyncIterator[bytes]:
+    """Yield the body's chunks, at most ``limit`` bytes in all.
+
+    Raises :class:`BodyInterrupted` on ``http.disconnect`` or when no chunk came for
+    ``timeout_s`` seconds.
+    """
+    received = 0
+    while received < limit:
+        try:
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise BodyInterrupted("timeout", received) from None
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            raise BodyInterrupted("disconnect", received)
+        if kind != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            if received + len(chunk) > limit:
+                chunk = chunk[: limit - received]
+            received += len(chunk)
+            yield chunk
+        if not message.get("more_body", False):
+            return

@@ -1,0 +1,512 @@
+"""The upload engine: what tus (``/files/``) and the simple API (``/api/v2/upload/*``) share.
+
+State lives in three places, each the authority for one thing:
+
+- the object store: the bytes, hence the offset (chunks.py derives it; no counter);
+- ``gateway_uploads``: who owns the upload, its length and metadata, whether it is
+  open, complete or terminated, its expiry, and the PATCH lock (leases.py);
+- the event log: ``upload.created`` when an upload exists, ``chunk.uploaded`` after
+  each chunk is durable (before the HTTP answer), the last one with ``complete=True``,
+  which is what makes the uploader assemble and probe the file.
+
+The completion event has a deterministic id (:func:`completion_event_id`). If it could
+not be published, the upload stays ``open`` with every byte stored, and the next HEAD,
+PATCH or simple-API call publishes it again (JetStream drops the duplicate within its
+window; the uploader's own state drops it after). An upload's expiry slides: it is
+``tus_expiry_s`` after its last *published* durable chunk, the same instant the
+uploader's sweeper counts from (uploader/sweeper.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common.logs import get_logger
+from common.settings import Settings
+from common.store import MultipartUpload, ObjectStore, StoreError
+from common.store import UploadNotFound as StoreUploadNotFound
+from events.catalog import ChunkUploaded, UploadCreated, UploadRejected
+from events.publisher import EventPublisher, PublishError
+from gateway.tus.body import BodyInterrupted, Receive, read_body
+from gateway.tus.chunks import ChunkWriter, DurableState, WriteResult, load_state, part_sizes
+from gateway.tus.errors import (
+    BadRequest,
+    OffsetMismatch,
+    StorageUnavailable,
+    TooLarge,
+    UploadComplete,
+    UploadGone,
+    UploadLocked,
+    UploadNotFound,
+)
+from gateway.tus.layout import source_key, upload_prefix
+from gateway.tus.leases import LeaseKeeper, acquire
+from gateway.tus.metadata import UploadMetadata
+from gateway.tus.models import EngineState, Upload
+from gateway.tus.protocol import CreateRequest, PatchRequest, new_upload_id
+from gateway.tus.spool import Spool
+
+__all__ = ["AppendResult", "UploadEngine", "UploadInfo", "completion_event_id"]
+
+log = get_logger(__name__)
+
+PRODUCER: Final = "gateway"
+_EVENT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "videopick:uploads")
+CANCELLED_CODE: Final = "cancelled"
+
+
+def completion_event_id(upload_id: str) -> str:
+    """The one id every publication of an upload's completion uses."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"chunk.uploaded:{upload_id}:complete"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    upload_id: str
+    offset: int
+    length: int | None
+    metadata: UploadMetadata
+    expires_at: datetime | None  # None once complete (tus: only unfinished uploads expire)
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    upload_id: str
+    offset: int
+    length: int | None
+    expires_at: datetime | None
+    complete: bool
+    interrupted: BodyInterrupted | None = None
+
+
+def _metadata(row: Upload) -> UploadMetadata:
+    return UploadMetadata(filename=row.filename, title=row.title, description=row.description)
+
+
+class UploadEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        store: ObjectStore,
+        publisher: EventPublisher,
+    ) -> None:
+        self.settings = settings
+        self._sessions = sessions
+        self._store = store
+        self._publisher = publisher
+
+    @property
+    def max_size(self) -> int:
+        return self.settings.tus_max_size
+
+    @property
+    def chunk_size(self) -> int:
+        return self.settings.tus_chunk_size
+
+    def location(self, upload_id: str) -> str:
+        return f"{self.settings.public_url.rstrip('/')}/files/{upload_id}"
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _row(self, user_id: str, upload_id: str) -> Upload:
+        async with self._sessions() as session:
+            row = await session.get(Upload, upload_id)
+        # Another user's upload is indistinguishable from none (no id probing).
+        if row is None or row.user_id != user_id or row.state == EngineState.TERMINATED:
+            raise UploadNotFound("no such upload")
+        return row
+
+    def _check_not_expired(self, row: Upload) -> None:
+        if row.state == EngineState.OPEN and row.expires_at <= _now():
+            raise UploadGone("this upload expired; start a new one")
+
+    async def _durable(self, row: Upload) -> DurableState:
+        multipart = self._multipart(row)
+        try:
+            return await load_state(self._store, row.id, multipart)
+        except StoreUploadNotFound:
+            # The uploader's sweeper removed it (expired) a moment ago.
+            raise UploadGone("this upload expired; start a new one") from None
+        except StoreError as exc:
+            raise StorageUnavailable(f"the object store is unavailable: {exc}") from exc
+
+    @staticmethod
+    def _multipart(row: Upload) -> MultipartUpload | None:
+        if not row.multipart_id:
+            return None
+        return MultipartUpload(upload_id=row.multipart_id, key=row.object_key)
+
+    async def info(self, user_id: str, upload_id: str) -> UploadInfo:
+        """tus HEAD: the durable offset, from the store, never from a counter."""
+        row = await self._row(user_id, upload_id)
+        if row.state == EngineState.COMPLETE:
+            return self._info(row, row.length or 0)
+        self._check_not_expired(row)
+        state = await self._durable(row)
+        if row.length is not None and state.offset == row.length:
+            row = await self._complete(row, state, start=state.offset, written=0, checksum="")
+        return self._info(row, state.offset)
+
+    def _info(self, row: Upload, offset: int) -> UploadInfo:
+        complete = row.state == EngineState.COMPLETE
+        return UploadInfo(
+            upload_id=row.id,
+            offset=offset,
+            length=row.length,
+            metadata=_metadata(row),
+            expires_at=None if complete else row.expires_at,
+            complete=complete,
+        )
+
+    # -- creation ---------------------------------------------------------------------
+
+    async def create(self, user_id: str, request: CreateRequest) -> Upload:
+        """tus creation: an open upload, its multipart upload, and ``upload.created``."""
+        if request.length is not None and request.length > self.max_size:
+            raise TooLarge(f"the upload is larger than the {self.max_size}-byte maximum")
+        upload_id = new_upload_id()
+        key = source_key(upload_id)
+        multipart_id = ""
+        if request.length != 0:
+            try:
+                multipart_id = (await self._store.create_multipart(key)).upload_id
+            except StoreError as exc:
+                raise StorageUnavailable(f"the object store is unavailable: {exc}") from exc
+        now = _now()
+        row = Upload(
+            id=upload_id,
+            user_id=user_id,
+            object_key=key,
+            multipart_id=multipart_id,
+            length=request.length,
+            filename=request.metadata.filename,
+            title=request.metadata.title,
+            description=request.metadata.description,
+            state=EngineState.OPEN.value,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(seconds=self.settings.tus_expiry_s),
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+        created = UploadCreated(
+            upload_id=upload_id,
+            user_id=user_id,
+            size=-1 if request.length is None else request.length,
+            filename=row.filename,
+            title=row.title,
+            description=row.description,
+            expires_at=row.expires_at,
+            occurred_at=now,
+        )
+        try:
+            await self._publisher.publish(created)
+        except PublishError as exc:
+            # Nobody else knows this upload: undo it rather than leave an orphan.
+            await self._discard(row)
+            raise StorageUnavailable("the event bus is unavailable; try again shortly") from exc
+        log.info("upload created", upload_id=upload_id, user_id=user_id, length=request.length)
+        if request.length == 0:
+            row = await self._complete(row, DurableState((), 0), start=0, written=0, checksum="")
+        return row
+
+    async def _discard(self, row: Upload) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == row.id)
+                .values(state=EngineState.TERMINATED.value, updated_at=_now())
+            )
+        await self._remove_bytes(row)
+
+    async def _remove_bytes(self, row: Upload) -> None:
+        multipart = self._multipart(row)
+        try:
+            if multipart is not None:
+                await self._store.abort_multipart(multipart)
+            await self._store.delete_prefix(upload_prefix(row.id))
+        except StoreError as exc:
+            # The uploader's expiry sweep removes what is left.
+            log.warning("could not remove an upload's bytes", upload_id=row.id, error=str(exc))
+
+    # -- appending --------------------------------------------------------------------
+
+    async def append(
+        self, user_id: str, upload_id: str, request: PatchRequest, receive: Receive
+    ) -> AppendResult:
+        """tus PATCH: append the body at ``request.offset`` under the upload's lock."""
+        row = await self._row(user_id, upload_id)
+        self._check_length_change(row, request)
+        if row.state == EngineState.COMPLETE:
+            return self._append_to_complete(row, request)
+        self._check_not_expired(row)
+        token = await acquire(self._sessions, upload_id, user_id, self.settings.tus_lock_lease_s)
+        if token is None:
+            raise await self._why_not_acquired(user_id, upload_id)
+        async with LeaseKeeper(
+            self._sessions, upload_id, token, self.settings.tus_lock_lease_s
+        ) as lease:
+            row = await self._row(user_id, upload_id)  # as of the lock
+            state = await self._durable(row)
+            if request.offset != state.offset:
+                # core §PATCH: "If the offsets do not match, the Server MUST respond with
+                # 409 Conflict without modifying the upload resource."
+                raise OffsetMismatch(
+                    f"Upload-Offset is {request.offset} but the upload is at {state.offset}",
+                    offset=state.offset,
+                )
+            if request.length is not None and row.length is None:
+                row = await self._declare_length(row, request.length, state.offset)
+            bound = row.length if row.length is not None else self.max_size
+            body = read_body(
+                receive, limit=bound - state.offset, timeout_s=self.settings.tus_read_timeout_s
+            )
+            result = await self._write(row, state, body, request, lease.check)
+            return await self._after_write(row, state, result, request)
+
+    def _check_length_change(self, row: Upload, request: PatchRequest) -> None:
+        if request.length is not None and row.length is not None and request.length != row.length:
+            # creation-defer-length: once known, Upload-Length "MUST NOT" change.
+            raise BadRequest(f"Upload-Length is {row.length} and cannot change")
+
+    def _append_to_complete(self, row: Upload, request: PatchRequest) -> AppendResult:
+        length = row.length or 0
+        if request.offset != length:
+            raise OffsetMismatch(
+                f"Upload-Offset is {request.offset} but the upload is complete at {length}",
+                offset=length,
+            )
+        return AppendResult(row.id, length, row.length, None, complete=True)
+
+    async def _why_not_acquired(self, user_id: str, upload_id: str) -> Exception:
+        row = await self._row(user_id, upload_id)
+        if row.state == EngineState.COMPLETE:
+            return UploadComplete("the upload is complete")
+        self._check_not_expired(row)
+        retry = 1
+        if row.lock_until is not None:
+            retry = max(1, int((row.lock_until - _now()).total_seconds()) + 1)
+        return UploadLocked(
+            "another request is writing to this upload; retry when it has finished",
+            headers={"Retry-After": str(retry)},
+        )
+
+    async def _declare_length(self, row: Upload, length: int, offset: int) -> Upload:
+        if length < offset:
+            raise BadRequest(f"Upload-Length {length} is below the {offset} bytes already stored")
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == row.id, Upload.length.is_(None))
+                .values(length=length, updated_at=_now())
+            )
+        return await self._row(row.user_id, row.id)
+
+    async def _write(
+        self,
+        row: Upload,
+        state: DurableState,
+        body: AsyncIterator[bytes],
+        request: PatchRequest,
+        guard: Callable[[], None],
+    ) -> WriteResult:
+        multipart = self._multipart(row)
+        if multipart is None:  # an empty upload is complete at creation
+            raise OffsetMismatch("the upload is complete", offset=0)
+        part_size, min_part = part_sizes(
+            self.chunk_size, row.length if row.length is not None else self.max_size
+        )
+        writer = ChunkWriter(
+            self._store,
+            row.id,
+            multipart,
+            state,
+            part_size=part_size,
+            min_part=min_part,
+            final_length=row.length,
+            guard=guard,
+        )
+        try:
+            if request.checksum is None:
+                return await writer.write(body)
+            async with Spool(memory_limit=self.chunk_size) as spool:
+                try:
+                    await spool.fill(body, request.checksum)
+                except BodyInterrupted as interrupted:
+                    # Nothing of a checksummed chunk is kept unless all of it came.
+                    return WriteResult(state.offset, state.offset, 0, interrupted)
+                return await writer.write(spool.chunks())
+        except StoreError as exc:
+            raise StorageUnavailable(
+                f"the object store failed while writing; resume from a HEAD: {exc}"
+            ) from exc
+
+    async def _after_write(
+        self, row: Upload, state: DurableState, result: WriteResult, request: PatchRequest
+    ) -> AppendResult:
+        complete = row.length is not None and result.offset == row.length
+        checksum = request.checksum.label() if request.checksum else ""
+        if complete:
+            row = await self._complete(
+                row,
+                state,
+                start=result.start,
+                written=result.written,
+                checksum=checksum,
+                last_part=result.last_part,
+            )
+        elif result.written:
+            row = await self._progress(row, result, checksum)
+        return AppendResult(
+            upload_id=row.id,
+            offset=result.offset,
+            length=row.length,
+            expires_at=None if complete else row.expires_at,
+            complete=complete,
+            interrupted=result.interrupted,
+        )
+
+    async def _publish_chunk(self, event: ChunkUploaded, offset: int) -> None:
+        try:
+            await self._publisher.publish(event)
+        except PublishError as exc:
+            raise StorageUnavailable(
+                f"the bytes up to {offset} are stored, but the event bus did not answer; "
+                "resume from a HEAD",
+                headers={"Upload-Offset": str(offset)},
+            ) from exc
+
+    async def _progress(self, row: Upload, result: WriteResult, checksum: str) -> Upload:
+        now = _now()
+        await self._publish_chunk(
+            ChunkUploaded(
+                upload_id=row.id,
+                offset=result.start,
+                length=result.written,
+                part_number=result.last_part,
+                checksum=checksum,
+                occurred_at=now,
+            ),
+            result.offset,
+        )
+        # Only after the event: the uploader computes the same expiry from its time.
+        expires = now + timedelta(seconds=self.settings.tus_expiry_s)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Upload).where(Upload.id == row.id).values(expires_at=expires, updated_at=now)
+            )
+        row.expires_at = expires
+        return row
+
+    async def _complete(
+        self,
+        row: Upload,
+        state: DurableState,
+        *,
+        start: int,
+        written: int,
+        checksum: str,
+        last_part: int = 0,
+    ) -> Upload:
+        length = row.length or 0
+        now = _now()
+        await self._publish_chunk(
+            ChunkUploaded(
+                upload_id=row.id,
+                offset=start,
+                length=written,
+                part_number=last_part or (state.next_part - 1),
+                checksum=checksum,
+                complete=True,
+                event_id=completion_event_id(row.id),
+                occurred_at=now,
+            ),
+            length,
+        )
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == row.id, Upload.state == EngineState.OPEN.value)
+                .values(state=EngineState.COMPLETE.value, updated_at=now)
+            )
+        log.info("upload complete", upload_id=row.id, length=length)
+        return await self._row(row.user_id, row.id)
+
+    async def ensure_completion(self, user_id: str, upload_id: str) -> UploadInfo:
+        """Simple API ``complete``: every byte must be there; (re)announces completion."""
+        info = await self.info(user_id, upload_id)
+        if not info.complete:
+            raise OffsetMismatch(
+                f"the upload has {info.offset} of {info.length} bytes; send the rest first",
+                offset=info.offset,
+            )
+        return info
+
+    # -- termination ------------------------------------------------------------------
+
+    async def terminate(self, user_id: str, upload_id: str) -> None:
+        """termination §DELETE: free the bytes; the upload answers 404 from now on."""
+        row = await self._row(user_id, upload_id)
+        if row.state == EngineState.COMPLETE:
+            raise UploadComplete(
+                "the upload is complete and being processed; delete the video instead"
+            )
+        token = await acquire(self._sessions, upload_id, user_id, self.settings.tus_lock_lease_s)
+        if token is None:
+            if row.expires_at <= _now():
+                # Expired uploads are the sweeper's; for the client it is gone already.
+                await self._terminate_row(row)
+                return
+            raise await self._why_not_acquired(user_id, upload_id)
+        await self._terminate_row(row)
+
+    async def _terminate_row(self, row: Upload) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == row.id)
+                .values(
+                    state=EngineState.TERMINATED.value,
+                    updated_at=_now(),
+                    lock_token=None,
+                    lock_until=None,
+                )
+            )
+        await self._remove_bytes(row)
+        try:
+            await self._publisher.publish(
+                UploadRejected(
+                    upload_id=row.id,
+                    user_id=row.user_id,
+                    code=CANCELLED_CODE,
+                    reason="the upload was cancelled",
+                )
+            )
+        except PublishError as exc:
+            log.warning(
+                "upload.rejected (cancelled) not published", upload_id=row.id, error=str(exc)
+            )
+        log.info("upload terminated", upload_id=row.id)
+
+    async def owned(self, user_id: str, upload_id: str) -> Upload:
+        """The row, for callers that only need ownership (status API)."""
+        return await self._row(user_id, upload_id)
+
+    async def get_row(self, upload_id: str) -> Upload | None:
+        async with self._sessions() as session:
+            result = await session.execute(select(Upload).where(Upload.id == upload_id))
+            return result.scalar_one_or_none()

@@ -1,0 +1,166 @@
+"""One PATCH per upload at a time, across gateway processes: a lease on the upload's row.
+
+tusd locks uploads in memory, which only works for one process (NOTES.md, "tus and
+S3"); a second gateway behind the load balancer would write the same parts. Here the
+lock is two columns of ``gateway_uploads`` taken by one conditional UPDATE, so the
+database decides who wins, on SQLite and PostgreSQL alike:
+
+    UPDATE gateway_uploads SET lock_token = :mine, lock_until = :now + lease
+     WHERE id = :id AND state = 'open' AND expires_at > :now
+       AND (lock_until IS NULL OR lock_until < :now)
+
+The holder renews every third of the lease while its PATCH lives (:class:`LeaseKeeper`)
+and clears it at the end. A gateway that dies mid-PATCH renews no more: its lock frees
+itself when the lease runs out (tus clients retry 423). The expiry condition also
+means no PATCH can start on an expired upload, which is what lets the uploader's
+sweeper trust a free lock (uploader/sweeper.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, cast
+
+from sqlalchemy import CursorResult, Table, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common.db import DatabaseUnavailable
+from common.logs import get_logger
+from gateway.tus.errors import StorageUnavailable
+from gateway.tus.models import EngineState, Upload
+
+__all__ = ["LeaseKeeper", "LeaseLost", "acquire", "release", "renew"]
+
+log = get_logger(__name__)
+
+_TABLE = cast(Table, Upload.__table__)
+
+
+class LeaseLost(StorageUnavailable):
+    """The lease could not be renewed in time: another PATCH may own the upload now."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _rowcount(session: AsyncSession, stmt: Any) -> int:
+    result = cast(CursorResult[Any], await session.execute(stmt))
+    return result.rowcount
+
+
+async def acquire(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, user_id: str, lease_s: float
+) -> str | None:
+    """The new lock token, or None when the upload is locked, gone, expired or not open."""
+    token = secrets.token_hex(16)
+    now = _now()
+    stmt = (
+        update(_TABLE)
+        .where(
+            _TABLE.c.id == upload_id,
+            _TABLE.c.user_id == user_id,
+            _TABLE.c.state == EngineState.OPEN.value,
+            _TABLE.c.expires_at > now,
+            or_(_TABLE.c.lock_until.is_(None), _TABLE.c.lock_until < now),
+        )
+        .values(lock_token=token, lock_until=now + timedelta(seconds=lease_s))
+    )
+    async with sessions.begin() as session:
+        return token if await _rowcount(session, stmt) == 1 else None
+
+
+async def renew(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, token: str, lease_s: float
+) -> bool:
+    stmt = (
+        update(_TABLE)
+        .where(_TABLE.c.id == upload_id, _TABLE.c.lock_token == token)
+        .values(lock_until=_now() + timedelta(seconds=lease_s))
+    )
+    async with sessions.begin() as session:
+        return await _rowcount(session, stmt) == 1
+
+
+async def release(sessions: async_sessionmaker[AsyncSession], upload_id: str, token: str) -> None:
+    stmt = (
+        update(_TABLE)
+        .where(_TABLE.c.id == upload_id, _TABLE.c.lock_token == token)
+        .values(lock_token=None, lock_until=None)
+    )
+    async with sessions.begin() as session:
+        await session.execute(stmt)
+
+
+class LeaseKeeper:
+    """Renews a held lease in the background; :meth:`check` raises once it is lost.
+
+    A renewal that fails for a moment (database hiccup) is retried on the next tick;
+    the lease counts as lost only when its own end has passed without a renewal, the
+    moment another gateway could legitimately take it.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        upload_id: str,
+        token: str,
+        lease_s: float,
+    ) -> None:
+        self._sessions = sessions
+        self.upload_id = upload_id
+        self.token = token
+        self._lease_s = lease_s
+        self._valid_until = asyncio.get_running_loop().time() + lease_s
+        self._lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self._lost or asyncio.get_running_loop().time() >= self._valid_until
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(
+                "the upload's lock could not be renewed; nothing more was written, retry"
+            )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._lost:
+            await asyncio.sleep(self._lease_s / 3)
+            started = loop.time()
+            try:
+                renewed = await renew(self._sessions, self.upload_id, self.token, self._lease_s)
+            except (DatabaseUnavailable, OSError) as exc:
+                log.warning("lease renewal failed", upload_id=self.upload_id, error=str(exc))
+                continue
+            if not renewed:
+                self._lost = True
+                log.warning("lease lost", upload_id=self.upload_id)
+                return
+            self._valid_until = started + self._lease_s
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run(), name=f"tus-lease-{self.upload_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not self._lost:
+            # Shielded: a cancelled request must still free its lock, or the next PATCH
+            # waits out the lease for nothing.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(release(self._sessions, self.upload_id, self.token))

@@ -1,0 +1,212 @@
+"""Upload status for users: a projection of ``upload.*`` and ``chunk.*`` events.
+
+``gateway_upload_status`` is written only here, only from events, so it can be dropped
+and rebuilt by replaying the UPLOADS stream. The durable consumers of the five event
+types run independently (and several gateway processes share them), so events of one
+upload arrive in any order and twice: every write is one atomic upsert that only moves
+forward — the offset never decreases, the state only climbs
+``uploading → processing → final`` (ready, rejected, expired, cancelled; the first
+final state wins). Applying an event twice, or late, changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, cast
+
+from faststream.nats import NatsBroker
+from sqlalchemy import Table, case, literal
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from events.catalog import (
+    ChunkUploaded,
+    UploadCompleted,
+    UploadCreated,
+    UploadExpired,
+    UploadRejected,
+)
+from events.consumer import RetryPolicy, durable_subscriber
+from events.envelope import Event
+from gateway.tus.engine import CANCELLED_CODE
+from gateway.tus.models import StatusState, UploadStatus
+
+__all__ = ["CONSUMER_PREFIX", "apply_status_event", "register_status_subscribers"]
+
+CONSUMER_PREFIX: Final = "gateway-upload-status"
+_TABLE = cast(Table, UploadStatus.__table__)
+_FINAL = (StatusState.READY, StatusState.REJECTED, StatusState.EXPIRED, StatusState.CANCELLED)
+
+
+def _rank_of(column: ColumnElement[Any]) -> ColumnElement[int]:
+    return case(
+        (column == StatusState.UPLOADING.value, 0),
+        (column == StatusState.PROCESSING.value, 1),
+        else_=2,
+    )
+
+
+def _rank(state: StatusState) -> int:
+    return {StatusState.UPLOADING: 0, StatusState.PROCESSING: 1}.get(state, 2)
+
+
+async def _upsert(
+    session: AsyncSession,
+    upload_id: str,
+    *,
+    state: StatusState,
+    at: dt.datetime,
+    offset: int = 0,
+    fill: dict[str, Any] | None = None,
+    final: dict[str, Any] | None = None,
+) -> None:
+    """Insert the row, or move the existing one forward (never back)."""
+    fill = fill or {}
+    final = final or {}
+    values: dict[str, Any] = {
+        "upload_id": upload_id,
+        "user_id": "",
+        "size": -1,
+        "state": state.value,
+        "offset": offset,
+        "updated_at": at,
+        **fill,
+        **final,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt: Any = insert(_TABLE).values(values)
+    current = _TABLE.c
+    climbs = _rank_of(current.state) < _rank(state)
+    changes: dict[str, Any] = {
+        "state": case((climbs, literal(state.value)), else_=current.state),
+        "offset": case((current.offset < offset, literal(offset)), else_=current.offset),
+        "updated_at": literal(at),
+    }
+    # Identity fields (from upload.created) fill what a placeholder left empty.
+    for name, value in fill.items():
+        column = current[name]
+        empty = (column == "") if name != "size" else (column < 0)
+        changes[name] = case((empty, literal(value)), else_=column)
+    # What a final state carries is written only by the event that makes it final.
+    for name, value in final.items():
+        changes[name] = case((climbs, literal(value)), else_=current[name])
+    await session.execute(stmt.on_conflict_do_update(index_elements=["upload_id"], set_=changes))
+
+
+async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: float) -> None:
+    """Fold one event into ``gateway_upload_status`` (idempotent, order-insensitive)."""
+    at = event.occurred_at
+    if isinstance(event, UploadCreated):
+        fill = {
+            "user_id": event.user_id,
+            "size": event.size,
+            "filename": event.filename,
+            "title": event.title,
+        }
+        await _upsert(session, event.upload_id, state=StatusState.UPLOADING, at=at, fill=fill)
+        if event.expires_at is not None:
+            await _set_expiry(session, event.upload_id, event.expires_at)
+    elif isinstance(event, ChunkUploaded):
+        state = StatusState.PROCESSING if event.complete else StatusState.UPLOADING
+        end = event.offset + event.length
+        await _upsert(session, event.upload_id, state=state, at=at, offset=end)
+        await _set_expiry(session, event.upload_id, at + dt.timedelta(seconds=expiry_s))
+    elif isinstance(event, UploadCompleted):
+        await _upsert(
+            session,
+            event.upload_id,
+            state=StatusState.READY,
+            at=at,
+            offset=event.size,
+            fill={"user_id": event.user_id, "size": event.size},
+            final={"video_id": event.video_id},
+        )
+    elif isinstance(event, UploadRejected):
+        cancelled = event.code == CANCELLED_CODE
+        await _upsert(
+            session,
+            event.upload_id,
+            state=StatusState.CANCELLED if cancelled else StatusState.REJECTED,
+            at=at,
+            fill={"user_id": event.user_id},
+            final={"reason_code": event.code, "reason": event.reason},
+        )
+    elif isinstance(event, UploadExpired):
+        await _upsert(
+            session,
+            event.upload_id,
+            state=StatusState.EXPIRED,
+            at=at,
+            offset=event.offset,
+            fill={"user_id": event.user_id, "size": event.size},
+            final={"reason_code": "expired", "reason": "the upload was not finished in time"},
+        )
+
+
+async def _set_expiry(session: AsyncSession, upload_id: str, expires_at: dt.datetime) -> None:
+    current = _TABLE.c
+    later = (current.expires_at.is_(None)) | (current.expires_at < expires_at)
+    await session.execute(
+        _TABLE.update().where(current.upload_id == upload_id, later).values(expires_at=expires_at)
+    )
+
+
+StatusContext = Callable[[], tuple[async_sessionmaker[AsyncSession], float]]
+Handler = Callable[..., Awaitable[None]]
+STATUS_EVENTS: Final[tuple[type[Event], ...]] = (
+    UploadCreated,
+    ChunkUploaded,
+    UploadCompleted,
+    UploadRejected,
+    UploadExpired,
+)
+# Folding is idempotent, so a retry is always safe; a few quick ones ride out a
+# database restart, the dead-letter stream keeps anything stranger for redrive.
+POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(1.0, 2.0, 5.0, 15.0, 60.0), ack_wait_s=30.0)
+
+
+def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> None:
+    """One durable consumer per event type; ``context()`` gives (sessions, expiry seconds).
+
+    Ack policy (events.consumer.AckPolicyMiddleware): ack after the commit; any error
+    naks with the backoff above (the fold is idempotent, so redelivery is harmless);
+    undecodable payloads go to the dead-letter stream at once.
+    """
+
+    def subscriber(event_type: type[Event]) -> Callable[[Handler], Any]:
+        return durable_subscriber(
+            broker,
+            event_type,
+            durable=f"{CONSUMER_PREFIX}-{event_type.event_type().replace('.', '-')}",
+            policy=POLICY,
+            description=f"Upload status projection: {event_type.event_type()}",
+        )
+
+    async def fold(event: Event) -> None:
+        sessions, expiry_s = context()
+        async with sessions.begin() as session:
+            await apply_status_event(session, event, expiry_s=expiry_s)
+
+    @subscriber(UploadCreated)
+    async def on_created(event: UploadCreated) -> None:
+        await fold(event)
+
+    @subscriber(ChunkUploaded)
+    async def on_chunk(event: ChunkUploaded) -> None:
+        await fold(event)
+
+    @subscriber(UploadCompleted)
+    async def on_completed(event: UploadCompleted) -> None:
+        await fold(event)
+
+    @subscriber(UploadRejected)
+    async def on_rejected(event: UploadRejected) -> None:
+        await fold(event)
+
+    @subscriber(UploadExpired)
+    async def on_expired(event: UploadExpired) -> None:
+        await fold(event)

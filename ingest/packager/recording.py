@@ -1,0 +1,59 @@
+"""A finished broadcast as one object: the init segment and every stored segment, joined.
+
+The result is a fragmented MP4 (ISO/IEC 14496-12 §8.8: ``moov`` with ``mvex``, then
+``moof``+``mdat`` pairs) that PyAV, FFmpeg and browsers play as a file, with no
+re-encoding and no second copy of the media in memory: the segments stream from the
+store into the new object.
+
+Built from what the store holds (not from memory), so it can be built again after a
+crash, and idempotent: the object key and the ``video_id`` are derived from the
+session, so doing it twice yields the same object and the same video.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from common.store import ObjectStore
+from ingest.packager import keys
+
+# uuid5 namespace for recording video ids (a fixed random UUID, never change it).
+_VIDEO_NAMESPACE = uuid.UUID("6b3f0f0e-5f0a-4a53-9d3c-1f0c9c7e2b41")
+
+
+def recording_video_id(stream_id: str, session_id: str) -> str:
+    """The video id of a broadcast's recording: the same every time it is built."""
+    return str(uuid.uuid5(_VIDEO_NAMESPACE, f"{stream_id}/{session_id}"))
+
+
+async def stored_segment_keys(store: ObjectStore, stream_id: str, session_id: str) -> list[str]:
+    """The session's segment objects in media-sequence order (a lost one is skipped)."""
+    prefix = keys.session_prefix(stream_id, session_id)
+    found: list[tuple[int, str]] = []
+    async for info in store.list(prefix):
+        match = keys.SEGMENT_NAME.fullmatch(info.key[len(prefix) :])
+        if match and info.size > 0:
+            found.append((int(match.group(1)), info.key))
+    return [key for _, key in sorted(found)]
+
+
+async def build_recording(
+    store: ObjectStore, stream_id: str, session_id: str
+) -> tuple[str, int, int] | None:
+    """Write the recording; returns (object key, byte size, segment count) or None if empty."""
+    segment_keys = await stored_segment_keys(store, stream_id, session_id)
+    if not segment_keys:
+        return None
+    init = await store.read(keys.init_key(stream_id, session_id))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield init
+        for key in segment_keys:
+            async with await store.get(key) as stream:
+                async for chunk in stream:
+                    yield chunk
+
+    key = keys.recording_key(stream_id, session_id)
+    info = await store.put(key, body(), content_type="video/mp4")
+    return key, info.size, len(segment_keys)

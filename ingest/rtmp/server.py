@@ -1,0 +1,264 @@
+"""The asyncio transport around :class:`RTMPConnection`: sockets and clocks, nothing else.
+
+The core enforces bytes (:mod:`ingest.rtmp.limits`); this layer enforces time:
+
+- ``handshake_s``: from accept until the handshake is done (a truncated C1 or a
+  1 byte/s slowloris ends here, RELIABILITY.md);
+- ``setup_s``: from accept (or the end of a publish) until publishing starts, so a
+  connection that trickles bytes but never publishes cannot stay forever;
+- ``idle_s``: no byte from the peer for this long, at any time;
+- ``write_s``: the peer stops reading what we send.
+
+Events go to a :class:`ConnectionHandler`, which answers through the link
+(``link.send(link.conn.accept_publish())``) and may close it. One task per
+connection; an exception in one closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import structlog
+
+from common.logs import get_logger
+from ingest.rtmp.connection import RTMPConnection, State, Trigger
+from ingest.rtmp.errors import ProtocolError
+from ingest.rtmp.events import Closed, Event, NeedData
+from ingest.rtmp.limits import DEFAULT_LIMITS, Limits
+
+__all__ = ["CloseKind", "ConnectionHandler", "RTMPLink", "RTMPServer", "Timeouts"]
+
+log = get_logger(__name__)
+
+READ_SIZE: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    handshake_s: float = 10.0
+    setup_s: float = 30.0
+    idle_s: float = 30.0
+    write_s: float = 10.0
+
+
+class CloseKind(enum.Enum):
+    PEER = "peer"  # the publisher closed (or reset) the connection
+    TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol-error"
+    LOCAL = "local"  # the handler closed it (refused publish, stop request…)
+    SHUTDOWN = "shutdown"
+    INTERNAL_ERROR = "internal-error"
+
+
+class ConnectionHandler(Protocol):
+    async def handle(self, link: RTMPLink, event: Event) -> None: ...
+
+    async def closed(self, link: RTMPLink, kind: CloseKind, detail: str) -> None: ...
+
+
+class RTMPLink:
+    """One TCP connection: its core, its streams, and why it ended."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        limits: Limits,
+        timeouts: Timeouts,
+    ) -> None:
+        self.id = secrets.token_hex(4)
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        self.peer_host: str = str(peer[0])
+        self.peer_port: int = int(peer[1])
+        self.timeouts = timeouts
+        self.conn = RTMPConnection(limits, on_state_change=self._log_state)
+        self._reader = reader
+        self._writer = writer
+        self.close_kind: CloseKind | None = None
+        self.close_detail = ""
+
+    def _log_state(self, old: State, new: State, trigger: Trigger) -> None:
+        log.debug("rtmp state", old=old.value, new=new.value, trigger=trigger.value)
+
+    @property
+    def closing(self) -> bool:
+        return self.close_kind is not None
+
+    def send(self, data: bytes) -> None:
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    def close(self, kind: CloseKind, detail: str) -> None:
+        """Close (idempotent): queued bytes are still flushed, then the socket closes."""
+        if self.close_kind is not None:
+            return
+        self.close_kind, self.close_detail = kind, detail
+        with contextlib.suppress(ProtocolError):
+            self.send(self.conn.close())
+        self._writer.close()
+
+    def _deadline(self, now: float, accepted: float, setup_since: float) -> tuple[float, str]:
+        timeouts = self.timeouts
+        timeout, why = timeouts.idle_s, f"no data for {timeouts.idle_s:g} s"
+        state = self.conn.state
+        if state in (State.HANDSHAKE, State.HANDSHAKE_ACK):
+            left = accepted + timeouts.handshake_s - now
+            if left < timeout:
+                timeout, why = left, f"handshake not done within {timeouts.handshake_s:g} s"
+        elif state is not State.PUBLISHING:
+            left = setup_since + timeouts.setup_s - now
+            if left < timeout:
+                timeout, why = left, f"not publishing within {timeouts.setup_s:g} s"
+        return max(timeout, 0.0), why
+
+    async def run(self, handler: ConnectionHandler) -> None:
+        loop = asyncio.get_running_loop()
+        accepted = setup_since = loop.time()
+        kind, detail = CloseKind.PEER, "peer closed the connection"
+        try:
+            while self.close_kind is None:
+                now = loop.time()
+                if self.conn.state is State.PUBLISHING:
+                    setup_since = now
+                timeout, why = self._deadline(now, accepted, setup_since)
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await self._reader.read(READ_SIZE)
+                except TimeoutError:
+                    kind, detail = CloseKind.TIMEOUT, why
+                    break
+                if self.closing:
+                    break
+                self.conn.receive_data(data)
+                if await self._drain_events(handler):
+                    break
+                await self._flush()
+        except ProtocolError as exc:
+            kind, detail = CloseKind.PROTOCOL_ERROR, str(exc)
+        except (ConnectionError, OSError) as exc:
+            kind, detail = CloseKind.PEER, f"connection lost: {exc.__class__.__name__}"
+        except Exception as exc:
+            log.exception("rtmp connection failed")
+            kind, detail = CloseKind.INTERNAL_ERROR, f"internal error: {exc.__class__.__name__}"
+        finally:
+            self.close(kind, detail)
+            try:
+                await handler.closed(self, self.close_kind or kind, self.close_detail)
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._writer.wait_closed()
+
+    async def _drain_events(self, handler: ConnectionHandler) -> bool:
+        """Hand every buffered event to the handler; True when the connection is done."""
+        while True:
+            event = self.conn.next_event()
+            self.send(self.conn.data_to_send())
+            if isinstance(event, NeedData):
+                return False
+            if isinstance(event, Closed):
+                return True
+            await handler.handle(self, event)
+            if self.closing:
+                return True
+
+    async def _flush(self) -> None:
+        if self._writer.transport.get_write_buffer_size():
+            try:
+                async with asyncio.timeout(self.timeouts.write_s):
+                    await self._writer.drain()
+            except TimeoutError:
+                raise ConnectionError(
+                    f"peer did not read for {self.timeouts.write_s:g} s"
+                ) from None
+
+
+HandlerFactory = Callable[[RTMPLink], ConnectionHandler]
+
+
+class RTMPServer:
+    """Accepts connections on ``host:port`` and runs one :class:`RTMPLink` per socket."""
+
+    def __init__(
+        self,
+        handler_factory: HandlerFactory,
+        *,
+        host: str,
+        port: int,
+        limits: Limits = DEFAULT_LIMITS,
+        timeouts: Timeouts = Timeouts(),
+        max_connections: int = 1000,
+        max_connections_per_host: int = 20,
+    ) -> None:
+        self._handler_factory = handler_factory
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.timeouts = timeouts
+        self.max_connections = max_connections
+        self.max_connections_per_host = max_connections_per_host
+        self.links: set[RTMPLink] = set()
+        self._per_host: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_client, self.host, self.port, reuse_address=True
+        )
+        sockets = self._server.sockets
+        if sockets and self.port == 0:
+            self.port = int(sockets[0].getsockname()[1])
+        log.info("rtmp listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection, wait for their handlers to finish."""
+        if self._server is not None:
+            self._server.close()
+        for link in list(self.links):
+            link.close(CloseKind.SHUTDOWN, "server shutting down")
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        link = RTMPLink(reader, writer, limits=self.limits, timeouts=self.timeouts)
+        host = link.peer_host
+        if (
+            len(self.links) >= self.max_connections
+            or self._per_host[host] >= self.max_connections_per_host
+        ):
+            log.warning("rtmp connection refused: too many connections", peer=host)
+            writer.close()
+            return
+        structlog.contextvars.bind_contextvars(conn=link.id, peer=f"{host}:{link.peer_port}")
+        self.links.add(link)
+        self._per_host[host] += 1
+        if task is not None:
+            self._tasks.add(task)
+        log.info("rtmp connection opened")
+        try:
+            await link.run(self._handler_factory(link))
+        finally:
+            self.links.discard(link)
+            self._per_host[host] -= 1
+            if self._per_host[host] <= 0:
+                del self._per_host[host]
+            if task is not None:
+                self._tasks.discard(task)
+            log.info(
+                "rtmp connection closed",
+                kind=(link.close_kind or CloseKind.PEER).value,
+                detail=link.close_detail,
+                bytes_in=link.conn.bytes_received,
+            )

@@ -1,0 +1,270 @@
+"""The ladder end to end, in-process: a real clip in the store → HLS, stills, sprite.
+
+Runs :func:`transcoder.job.run_job` (the child process's work) on both store backends
+and checks the output the way a player would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import msgspec
+import pytest
+from PIL import Image
+
+from common.settings import Settings
+from common.store import ObjectStore
+from tests.fixtures.minio import MinioServer
+from tests.integration.test_transcoder_media import make_clip, store_settings
+from transcoder.errors import PoisonInputError
+from transcoder.job import run_job
+from transcoder.playlists import measure_bandwidth, parse_media_playlist
+from transcoder.protocol import JobSpec, Progress, Result
+
+pytestmark = pytest.mark.integration
+
+# The default ladder plus a 240p rung, so a 360p source yields two renditions and
+# proves the larger rungs are skipped (never upscaled).
+LADDER = ("1080p:5000", "720p:2800", "480p:1400", "360p:800", "240p:400")
+SOURCE_KEY = "uploads/clip-1/source.mp4"
+FPS = 30
+SECONDS = 3.0
+_ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    folder = tmp_path_factory.mktemp("clip")
+    return make_clip(folder / "clip.mp4", width=640, height=360, seconds=SECONDS).read_bytes()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    backend: ObjectStore = request.getfixturevalue(f"{request.param}_store")
+    return backend
+
+
+@pytest.fixture
+def job_settings(
+    settings: Settings, store: ObjectStore, request: pytest.FixtureRequest
+) -> Settings:
+    minio: MinioServer | None = None
+    if request.node.callspec.params.get("store") == "s3":
+        minio = request.getfixturevalue("minio_server")
+    return msgspec.structs.replace(store_settings(settings, store, minio), transcode_ladder=LADDER)
+
+
+async def _run(settings: Settings, video_id: str, source_key: str) -> tuple[Result, list[Progress]]:
+    progress: list[Progress] = []
+    spec = JobSpec(video_id=video_id, source_key=source_key, settings=settings)
+    result = await asyncio.to_thread(run_job, spec, progress.append)
+    return result, progress
+
+
+def _stream_inf(master: str) -> list[tuple[dict[str, str], str]]:
+    lines = master.splitlines()
+    out: list[tuple[dict[str, str], str]] = []
+    for index, line in enumerate(lines):
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            attributes = dict(_ATTRIBUTE.findall(line.split(":", 1)[1]))
+            out.append(({k: v.strip('"') for k, v in attributes.items()}, lines[index + 1]))
+    return out
+
+
+async def _rendition_file(store: ObjectStore, prefix: str, tmp: Path) -> tuple[Path, list[float]]:
+    """init + every segment of a rendition joined into one playable fMP4 file."""
+    playlist = (await store.read(prefix + "index.m3u8")).decode()
+    assert '#EXT-X-MAP:URI="init.mp4"' in playlist
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist
+    assert playlist.rstrip().endswith("#EXT-X-ENDLIST")
+    segments = parse_media_playlist(playlist)
+    data = await store.read(prefix + "init.mp4")
+    for segment in segments:
+        data += await store.read(prefix + segment.uri)
+    path = tmp / (prefix.strip("/").replace("/", "_") + ".mp4")
+    path.write_bytes(data)
+    return path, [segment.duration_s for segment in segments]
+
+
+def _decode(path: Path) -> tuple[int, tuple[int, int], list[float], int]:
+    """(frames, size, keyframe times, audio frames)."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = list(container.decode(video))
+        start = frames[0].pts
+        keyframes = [
+            round(float((f.pts - start) * (f.time_base or Fraction(1, 1))), 3)
+            for f in frames
+            if f.key_frame
+        ]
+        size = (frames[0].width, frames[0].height)
+    with av.open(str(path)) as container:
+        audio_frames = sum(1 for _ in container.decode(audio=0)) if container.streams.audio else 0
+    return len(frames), size, keyframes, audio_frames
+
+
+async def test_ladder_output_plays_like_a_player_expects(
+    store: ObjectStore, job_settings: Settings, clip: bytes, tmp_path: Path
+) -> None:
+    await store.put(SOURCE_KEY, clip, content_type="video/mp4")
+    result, progress = await _run(job_settings, "clip-1", SOURCE_KEY)
+
+    # Never upscaled: 1080p/720p/480p are skipped for a 360p source.
+    assert [(r.name, r.width, r.height) for r in result.renditions] == [
+        ("360p", 640, 360),
+        ("240p", 426, 240),
+    ]
+    assert result.master_key == "vod/clip-1/master.m3u8"
+    assert (result.width, result.height) == (640, 360)
+    assert result.duration_s == pytest.approx(SECONDS, abs=0.05)
+
+    master = (await store.read(result.master_key)).decode()
+    assert master.splitlines()[:3] == ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    variants = _stream_inf(master)
+    assert [uri for _, uri in variants] == ["360p/index.m3u8", "240p/index.m3u8"]
+
+    keyframe_sets = []
+    for (attributes, uri), rendition in zip(variants, result.renditions, strict=True):
+        assert attributes["RESOLUTION"] == f"{rendition.width}x{rendition.height}"
+        assert re.fullmatch(r"avc1\.[0-9a-f]{6},mp4a\.40\.2", attributes["CODECS"])
+        assert attributes["FRAME-RATE"] == "30.000"
+        bandwidth, average = int(attributes["BANDWIDTH"]), int(attributes["AVERAGE-BANDWIDTH"])
+        assert 0 < average <= bandwidth
+        assert (bandwidth, average) == (rendition.bandwidth, rendition.average_bandwidth)
+
+        prefix = f"vod/clip-1/{uri.rsplit('/', 1)[0]}/"
+        playlist = (await store.read(prefix + "index.m3u8")).decode()
+        segments = parse_media_playlist(playlist)
+        sizes = {s.uri: (await store.stat(prefix + s.uri)).size for s in segments}
+        assert measure_bandwidth(segments, sizes) == (bandwidth, average)
+
+        path, durations = await _rendition_file(store, prefix, tmp_path)
+        assert sum(durations) == pytest.approx(SECONDS, abs=0.05)
+        frames, size, keyframes, audio_frames = _decode(path)
+        assert frames == round(SECONDS * FPS)
+        assert size == (rendition.width, rendition.height)
+        assert audio_frames > 100  # ~3 s of AAC at 1024 samples per frame
+        keyframe_sets.append(keyframes)
+    # Keyframes every 2 s, on the same frames in every rendition: ABR can switch.
+    assert keyframe_sets[0] == [0.0, 2.0]
+    assert all(keyframes == keyframe_sets[0] for keyframes in keyframe_sets)
+
+    poster = Image.open(io.BytesIO(await store.read(result.poster_key)))
+    assert (poster.format, poster.size) == ("JPEG", (640, 360))
+    assert len(result.thumbnail_keys) == job_settings.transcode_thumbnails
+    for key in result.thumbnail_keys:
+        assert Image.open(io.BytesIO(await store.read(key))).size == (320, 180)
+
+    sprite = Image.open(io.BytesIO(await store.read(result.sprite_key)))
+    vtt = (await store.read(result.sprite_vtt_key)).decode()
+    _check_vtt(vtt, sprite.size, SECONDS)
+
+    stages = [p.stage for p in progress]
+    assert stages[0] == "thumbnails"
+    assert stages[-1] == "uploading"
+    assert progress[-1].position_s == pytest.approx(SECONDS, abs=0.05)
+
+
+def _check_vtt(vtt: str, sprite_size: tuple[int, int], duration: float) -> None:
+    assert vtt.startswith("WEBVTT\n")
+    cues = re.findall(
+        r"(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})\n"
+        r"sprite\.jpg#xywh=(\d+),(\d+),(\d+),(\d+)",
+        vtt,
+    )
+    assert cues, vtt
+    previous_end = 0.0
+    for cue in cues:
+        values = [int(v) for v in cue]
+        start = values[0] * 3600 + values[1] * 60 + values[2] + values[3] / 1000
+        end = values[4] * 3600 + values[5] * 60 + values[6] + values[7] / 1000
+        x, y, w, h = values[8:]
+        assert start == pytest.approx(previous_end)  # contiguous, from 0
+        assert end > start
+        previous_end = end
+        assert x + w <= sprite_size[0]
+        assert y + h <= sprite_size[1]
+        assert (w, h) == (160, 90)
+    assert previous_end == pytest.approx(duration, abs=0.05)
+
+
+async def test_same_job_twice_writes_the_same_keys(
+    store: ObjectStore, job_settings: Settings, clip: bytes
+) -> None:
+    await store.put(SOURCE_KEY, clip, content_type="video/mp4")
+    first, _ = await _run(job_settings, "clip-2", SOURCE_KEY)
+    keys_first = sorted([info.key async for info in store.list("vod/clip-2/")])
+    second, _ = await _run(job_settings, "clip-2", SOURCE_KEY)
+    keys_second = sorted([info.key async for info in store.list("vod/clip-2/")])
+    assert keys_first == keys_second
+    assert first == second  # x264 is deterministic: the same bytes, the same bandwidths
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("text.mp4", "not a supported video container"),
+        ("empty.mp4", "not a supported video container"),
+        ("truncated.mp4", "not a supported video container"),
+        ("wide.mkv", "16384 px"),
+        ("audio-only.mp4", "no video stream"),
+    ],
+)
+async def test_poison_inputs_are_refused_with_a_reason(
+    store: ObjectStore, job_settings: Settings, clip: bytes, tmp_path: Path, name: str, reason: str
+) -> None:
+    await store.put("uploads/bad/source", _poison(name, clip, tmp_path))
+    with pytest.raises(PoisonInputError, match=reason):
+        await _run(job_settings, "bad", "uploads/bad/source")
+    assert [info.key async for info in store.list("vod/bad/master")] == []
+
+
+async def test_a_missing_source_is_poison(store: ObjectStore, job_settings: Settings) -> None:
+    with pytest.raises(PoisonInputError, match="does not exist"):
+        await _run(job_settings, "gone", "uploads/gone/source.mp4")
+
+
+def _poison(name: str, clip: bytes, tmp_path: Path) -> bytes:
+    if name == "text.mp4":
+        return b"this is a text file, renamed .mp4\n" * 100
+    if name == "empty.mp4":
+        return b""
+    if name == "truncated.mp4":
+        return clip[: len(clip) // 2]  # PyAV writes the moov at the end: it is cut off
+    if name == "wide.mkv":
+        return _declared_huge(tmp_path / name)
+    if name == "audio-only.mp4":
+        return _audio_only(tmp_path / name)
+    raise AssertionError(name)
+
+
+def _declared_huge(path: Path) -> bytes:
+    """A tiny Matroska file whose MJPEG track declares 16400 px (refused from the header)."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mjpeg", rate=30)
+        video.width, video.height, video.pix_fmt = 16400, 16, "yuvj420p"
+        frame = av.VideoFrame(16400, 16, "yuvj420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.pts = 0
+        out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path.read_bytes()
+
+
+def _audio_only(path: Path) -> bytes:
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("aac", rate=48000, layout="stereo")
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=1024)
+        frame.planes[0].update(bytes(4096))
+        frame.sample_rate = 48000
+        frame.pts = 0
+        out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    return path.read_bytes()

@@ -1,0 +1,413 @@
+"""Job handling: from one delivered request to one ``video.published``.
+
+For each delivery the worker
+
+1. claims the video's job row (:mod:`transcoder.jobs`): run it, publish a stored
+   result, or skip a duplicate;
+2. runs the job in a child process (:mod:`transcoder.supervise`) while it heartbeats:
+   ``in_progress`` to JetStream (so a long job is not redelivered while it runs) and the
+   lease in the job row, every third of the ack wait; and publishes
+   ``transcode.progress`` about every 2 s;
+3. stores the result, then in one transaction with the processed-event claim
+   (:func:`events.consumer.run_once`) marks the job published and publishes
+   ``transcode.completed`` and ``video.published`` with their stored event ids.
+
+Failures: a poison source → ``transcode.failed`` (permanent) and
+:class:`~events.errors.PermanentError` (the ack policy dead-letters it at once). A
+transient one → ``transcode.failed`` (``permanent`` only on the last delivery) and the
+error is re-raised, so the ack policy naks it with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from common.db import create_engine, session_factory
+from common.logs import get_logger
+from common.settings import Settings
+from common.store import create_store
+from events.catalog import (
+    StreamRecorded,
+    TranscodeCompleted,
+    TranscodeFailed,
+    TranscodeProgress,
+    TranscodeRequested,
+    VideoPublished,
+)
+from events.consumer import RetryPolicy, run_once
+from events.envelope import Event
+from events.errors import PermanentError
+from events.publisher import EventPublisher, PublishError
+from transcoder import jobs
+from transcoder.errors import PoisonInputError, TransientJobError
+from transcoder.jobs import ClaimOutcome
+from transcoder.layout import check_video_id
+from transcoder.protocol import JobSpec, Progress, Result
+from transcoder.supervise import ChildProcess, run_child
+
+__all__ = ["CONSUMER", "Delivery", "JobRequest", "TranscodeWorker", "retry_policy"]
+
+log = get_logger(__name__)
+
+CONSUMER: Final = "transcoder"
+RECORDINGS_CONSUMER: Final = "transcoder-recordings"
+PROGRESS_INTERVAL_S: Final = 2.0
+# How long stop() lets in-flight steps (claim, publish) finish before cancelling them.
+STOP_GRACE_S: Final = 10.0
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_deliver=settings.transcode_max_deliver,
+        backoff_s=settings.transcode_retry_backoff_s or (10.0,),
+        ack_wait_s=settings.transcode_ack_wait_s,
+    )
+
+
+class Delivery(Protocol):
+    """What the worker needs of a JetStream delivery (FastStream's NatsMessage has it)."""
+
+    async def in_progress(self) -> None: ...
+    async def nack(self, delay: float | None = None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One shape for ``transcode.requested`` and ``stream.recorded``."""
+
+    event: Event  # the delivered event: its id is the processed-event key
+    video_id: str
+    user_id: str
+    source_key: str
+    origin: str
+    title: str
+    description: str
+    duration_s: float
+    stream_id: str = ""
+
+    @classmethod
+    def from_requested(cls, event: TranscodeRequested) -> JobRequest:
+        return cls(
+            event=event,
+            video_id=event.video_id,
+            user_id=event.user_id,
+            source_key=event.source_key,
+            origin=event.origin,
+            title=event.title,
+            description=event.description,
+            duration_s=event.duration_s,
+        )
+
+    @classmethod
+    def from_recorded(cls, event: StreamRecorded) -> JobRequest:
+        return cls(
+            event=event,
+            video_id=event.video_id,
+            user_id=event.user_id,
+            source_key=event.object_key,
+            origin="recording",
+            title=event.title,
+            description="",
+            duration_s=event.duration_s,
+            stream_id=event.stream_id,
+        )
+
+
+@dataclass
+class _Heartbeat:
+    """Keeps a running job's delivery and lease alive."""
+
+    worker: TranscodeWorker
+    request: JobRequest
+    delivery: Delivery
+    owner: str
+
+    async def run(self) -> None:
+        settings = self.worker.settings
+        interval = max(0.5, settings.transcode_ack_wait_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.delivery.in_progress()
+                await jobs.renew_lease(
+                    self.worker.sessions,
+                    video_id=self.request.video_id,
+                    owner=self.owner,
+                    lease_s=settings.transcode_ack_wait_s,
+                )
+            except Exception as exc:  # a missed beat is retried on the next one
+                log.warning("heartbeat failed", video_id=self.request.video_id, error=repr(exc))
+
+
+@dataclass
+class _ProgressPublisher:
+    worker: TranscodeWorker
+    request: JobRequest
+    last_sent: float = float("-inf")
+
+    async def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self.last_sent < PROGRESS_INTERVAL_S and progress.stage == "encoding":
+            return
+        self.last_sent = now
+        duration = progress.duration_s or self.request.duration_s
+        percent = min(99.9, 100 * progress.position_s / duration) if duration > 0 else 0.0
+        speed = progress.position_s / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
+        eta = (duration - progress.position_s) / speed if speed > 0 and duration > 0 else 0.0
+        event = TranscodeProgress(
+            video_id=self.request.video_id,
+            percent=round(percent, 1),
+            stage=progress.stage,
+            speed=round(speed, 2),
+            eta_s=round(max(0.0, eta), 1),
+        )
+        try:
+            await self.worker.publisher.publish(event, correlation_id=self.request.event.event_id)
+        except PublishError as exc:  # progress is advisory: never fail a job over it
+            log.warning("progress not published", video_id=self.request.video_id, error=str(exc))
+
+
+class TranscodeWorker:
+    """The transcoder's state in one process: database, publisher, running children."""
+
+    def __init__(self, settings: Settings, *, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings
+        self.policy = retry_policy(settings)
+        self._engine = engine
+        self._own_engine = engine is None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._publisher: EventPublisher | None = None
+        self.children: dict[str, ChildProcess] = {}  # video_id → running child
+        self._handlers: set[asyncio.Task[object]] = set()  # every delivery in hand
+        self._encoding: set[asyncio.Task[object]] = set()  # those waiting on a child
+        self._stopping = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def bind(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    async def start(self) -> None:
+        if self._engine is None:
+            self._engine = create_engine(
+                self.settings.resolved_database_url, application_name="videopick-transcoder"
+            )
+        self._sessions = session_factory(self._engine)
+        store = create_store(self.settings)
+        try:
+            await store.ensure_ready()  # the children write into it
+        finally:
+            await store.close()
+
+    async def stop(self) -> None:
+        """Kill running children (their handlers nak the deliveries: another replica
+        starts them at once); let short steps in progress, like a publish, finish."""
+        self._stopping = True
+        for task in list(self._encoding):
+            task.cancel()
+        if self._handlers:
+            _, pending = await asyncio.wait(list(self._handlers), timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        if self._own_engine and self._engine is not None:
+            await self._engine.dispose()
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessions is None:
+            raise RuntimeError("TranscodeWorker.start() was not awaited")
+        return self._sessions
+
+    @property
+    def publisher(self) -> EventPublisher:
+        if self._publisher is None:
+            raise RuntimeError("TranscodeWorker.bind() was not called")
+        return self._publisher
+
+    # -- one delivery ----------------------------------------------------------------
+
+    async def handle(self, request: JobRequest, delivery: Delivery, *, attempt: int) -> None:
+        """Process one delivery; returning means "ack", raising steers the ack policy.
+
+        ``attempt`` is the delivery count (1 for the first delivery).
+        """
+        try:
+            check_video_id(request.video_id)
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from exc
+        if self._stopping:  # fetched while shutting down: give it straight back
+            await delivery.nack(delay=0)
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            await self._handle(request, delivery, attempt=attempt)
+        except asyncio.CancelledError:
+            # Shutting down mid-job: the child is already killed; hand the job back
+            # now rather than after the ack wait, so another replica starts it at once.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(delivery.nack(delay=0))
+            raise
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _handle(self, request: JobRequest, delivery: Delivery, *, attempt: int) -> None:
+        owner = uuid.uuid4().hex
+        claim = await jobs.claim_job(
+            self.sessions,
+            video_id=request.video_id,
+            request_event_id=request.event.event_id,
+            owner=owner,
+            lease_s=self.settings.transcode_ack_wait_s,
+            redelivery=attempt > 1,
+        )
+        log.info(
+            "job claimed",
+            video_id=request.video_id,
+            outcome=claim.outcome.value,
+            delivery=attempt,
+            attempts=claim.attempts,
+        )
+        if claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.BUSY):
+            return
+        if claim.outcome is ClaimOutcome.RUN:
+            result = await self._run(request, delivery, owner=owner, attempt=attempt)
+            await jobs.store_result(
+                self.sessions,
+                video_id=request.video_id,
+                result_json=msgspec.json.encode(result).decode(),
+            )
+        await self._publish(request)
+
+    async def _run(
+        self, request: JobRequest, delivery: Delivery, *, owner: str, attempt: int
+    ) -> Result:
+        spec = JobSpec(
+            video_id=request.video_id,
+            source_key=request.source_key,
+            duration_hint_s=request.duration_s,
+            settings=self.settings,
+        )
+        heartbeat = asyncio.create_task(
+            _Heartbeat(self, request, delivery, owner).run(), name="transcode-heartbeat"
+        )
+        started = time.monotonic()
+        task = asyncio.current_task()
+        if task is not None:
+            self._encoding.add(task)
+        try:
+            result = await run_child(
+                spec,
+                on_progress=_ProgressPublisher(self, request),
+                stall_timeout_s=self.settings.transcode_stall_timeout_s,
+                on_start=lambda child: self.children.__setitem__(request.video_id, child),
+            )
+        except PoisonInputError as exc:
+            await self._fail(request, owner, str(exc), attempt=attempt, permanent=True)
+            raise PermanentError(f"poison input: {exc}") from exc
+        except TransientJobError as exc:
+            last = attempt >= self.policy.max_deliver
+            await self._fail(request, owner, str(exc), attempt=attempt, permanent=last)
+            raise
+        finally:
+            heartbeat.cancel()
+            self.children.pop(request.video_id, None)
+            if task is not None:
+                self._encoding.discard(task)
+        log.info(
+            "job done",
+            video_id=request.video_id,
+            seconds=round(time.monotonic() - started, 2),
+            renditions=",".join(r.name for r in result.renditions),
+        )
+        return result
+
+    async def _fail(
+        self, request: JobRequest, owner: str, reason: str, *, attempt: int, permanent: bool
+    ) -> None:
+        log.warning("job failed", video_id=request.video_id, reason=reason, permanent=permanent)
+        await jobs.record_failure(
+            self.sessions, video_id=request.video_id, owner=owner, reason=reason,
+            permanent=permanent,
+        )  # fmt: skip
+        await self.publisher.publish(
+            TranscodeFailed(
+                video_id=request.video_id,
+                user_id=request.user_id,
+                reason=reason[:1000],
+                attempt=attempt,
+                permanent=permanent,
+            ),
+            correlation_id=request.event.event_id,
+        )
+
+    async def _publish(self, request: JobRequest) -> None:
+        row = await jobs.load(self.sessions, request.video_id)
+        if row is None or row.result is None:
+            raise RuntimeError(f"job {request.video_id} has no stored result to publish")
+        result = msgspec.json.decode(row.result, type=Result)
+        completed_id, published_id = row.completed_event_id, row.published_event_id
+        assert completed_id
+        assert published_id
+
+        async def effect(session: AsyncSession) -> None:
+            if not await jobs.mark_published(session, request.video_id):
+                return  # another delivery published it
+            correlation = request.event.event_id
+            await self.publisher.publish(
+                _completed(request, result, completed_id), correlation_id=correlation
+            )
+            await self.publisher.publish(
+                _published(request, result, published_id), correlation_id=correlation
+            )
+
+        if await run_once(self.sessions, CONSUMER, request.event, effect):
+            log.info("video published", video_id=request.video_id)
+
+
+def _completed(request: JobRequest, result: Result, event_id: str) -> TranscodeCompleted:
+    return TranscodeCompleted(
+        event_id=event_id,
+        video_id=request.video_id,
+        user_id=request.user_id,
+        master_key=result.master_key,
+        renditions=result.renditions,
+        poster_key=result.poster_key,
+        thumbnail_keys=result.thumbnail_keys,
+        sprite_key=result.sprite_key,
+        sprite_vtt_key=result.sprite_vtt_key,
+        duration_s=result.duration_s,
+    )
+
+
+def _published(request: JobRequest, result: Result, event_id: str) -> VideoPublished:
+    return VideoPublished(
+        event_id=event_id,
+        video_id=request.video_id,
+        user_id=request.user_id,
+        title=request.title,
+        description=request.description,
+        duration_s=result.duration_s,
+        master_key=result.master_key,
+        poster_key=result.poster_key,
+        width=result.width,
+        height=result.height,
+        origin=request.origin,
+        stream_id=request.stream_id,
+    )
+
+
+JobHandler = Callable[[JobRequest, Delivery], Awaitable[None]]
