@@ -2,19 +2,17 @@
 
 Messages come back as the ``chat.accepted`` events they were, so a gateway builds a
 history publication and a live one with the same code, byte for byte. A moderator's
-``/clear`` hides everything up to its offset.
+``/clear`` hides everything up to its offset. Read-only.
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from chat.models import ChannelRow, MessageRow
-from chat.pipeline import new_epoch
+from chat.models import ChannelRow, ChatUserRow, MessageRow
+from chat.pipeline import new_channel
 from chat.sql import insert_ignore
 from events.catalog import ChatAccepted, ChatUser, SuperChatInfo
 from events.chat_queries import MAX_HISTORY_LIMIT, HistoryPage, HistoryQuery
@@ -36,31 +34,25 @@ def _accepted(row: MessageRow, epoch: str) -> ChatAccepted:
     )
 
 
-async def _channel(sessions: async_sessionmaker[AsyncSession], stream_id: str) -> ChannelRow:
-    """The channel, created on first sight so its epoch is fixed before any message."""
+async def _channel(
+    sessions: async_sessionmaker[AsyncSession], stream_id: str
+) -> ChannelRow | None:
+    """The channel; a known streamer's is created on first sight, so the epoch its
+    first subscribers get is the one its messages will carry (Centrifugo does the
+    same: a stream's epoch exists before its first publication)."""
     async with sessions() as session:
         channel = await session.get(ChannelRow, stream_id)
         if channel is not None:
             return channel
-    async with sessions.begin() as session:
-        await insert_ignore(
-            session,
-            ChannelRow,
-            {
-                "stream_id": stream_id,
-                "epoch": new_epoch(),
-                "last_offset": 0,
-                "cleared_offset": 0,
-                "slow_mode_s": 0,
-                "links": "mods",
-                "created_at": dt.datetime.now(dt.UTC),
-            },
-            ["stream_id"],
+        owner = await session.scalar(
+            select(ChatUserRow.user_id).where(ChatUserRow.stream_id == stream_id).limit(1)
         )
+    if owner is None:
+        return None
+    async with sessions.begin() as session:
+        await insert_ignore(session, ChannelRow, new_channel(stream_id), ["stream_id"])
     async with sessions() as session:
-        channel = await session.get(ChannelRow, stream_id)
-        assert channel is not None
-        return channel
+        return await session.get(ChannelRow, stream_id)
 
 
 async def history_page(
@@ -68,6 +60,11 @@ async def history_page(
 ) -> HistoryPage:
     limit = max(0, min(query.limit, MAX_HISTORY_LIMIT))
     channel = await _channel(sessions, query.stream_id)
+    if channel is None:
+        # Not a known streamer's channel: nothing is created for a name any client can
+        # make up. If messages come after all, the first one creates the channel and
+        # its epoch, and gateways that saw the empty epoch "" reload then.
+        return HistoryPage(epoch="", offset=0, complete=True)
     floor = channel.cleared_offset
     async with sessions() as session:
         # The channel row and the messages from one snapshot would be nicer; reading the

@@ -113,22 +113,22 @@ class _Context:
         ]
 
 
+def new_channel(stream_id: str) -> dict[str, object]:
+    """A new channel row: a fresh epoch, no messages, default rules."""
+    return {
+        "stream_id": stream_id,
+        "epoch": new_epoch(),
+        "last_offset": 0,
+        "cleared_offset": 0,
+        "slow_mode_s": 0,
+        "links": "mods",
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+
+
 async def lock_channel(session: AsyncSession, stream_id: str) -> ChannelRow:
     """The channel's row, created if new, locked until the transaction ends."""
-    await insert_ignore(
-        session,
-        ChannelRow,
-        {
-            "stream_id": stream_id,
-            "epoch": new_epoch(),
-            "last_offset": 0,
-            "cleared_offset": 0,
-            "slow_mode_s": 0,
-            "links": "mods",
-            "created_at": dt.datetime.now(dt.UTC),
-        },
-        ["stream_id"],
-    )
+    await insert_ignore(session, ChannelRow, new_channel(stream_id), ["stream_id"])
     # FOR UPDATE on PostgreSQL; SQLite has a single writer and ignores it (the claim's
     # INSERT already holds the write lock).
     channel = await session.scalar(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from chat import ledger
 from chat.effects import EffectFlusher
 from chat.history import history_page
+from chat.housekeeping import Housekeeper
 from chat.models import ChatUserRow
 from chat.pipeline import COMPONENT, ChatPipeline, Rules, now_ms
 from chat.sql import insert_ignore
@@ -51,18 +52,24 @@ class ChatService:
         self.clock_ms = clock_ms
         self.pipeline = ChatPipeline(sessions, Rules.from_settings(settings), clock_ms)
         self.flusher = EffectFlusher(sessions, self._publish, clock_ms)
+        self.housekeeper = Housekeeper(sessions)
+        self.decided = 0  # chat.message decisions made by this worker (metrics, tests)
 
     def start(self) -> None:
         self.flusher.start()
+        self.housekeeper.start()
 
     async def stop(self) -> None:
+        await self.housekeeper.stop()
         await self.flusher.stop()
 
     async def _publish(self, event: Event) -> None:
         await self.publisher.publish(event)
 
     async def on_message(self, message: ChatMessage) -> None:
-        for event in await self.pipeline.decide(message):
+        events = await self.pipeline.decide(message)
+        self.decided += 1
+        for event in events:
             await self._publish(event)
 
     async def on_user_registered(self, event: UserRegistered) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table
@@ -15,7 +15,7 @@ from sqlalchemy.orm import DeclarativeBase
 async def insert_ignore(
     session: AsyncSession,
     model: type[DeclarativeBase],
-    values: dict[str, Any],
+    values: Mapping[str, Any],
     keys: Sequence[str],
 ) -> bool:
     """``INSERT … ON CONFLICT (keys) DO NOTHING``; True when the row was inserted.
@@ -25,10 +25,7 @@ async def insert_ignore(
     """
     table = cast(Table, model.__table__)
     dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = pg_insert(table).values(values).on_conflict_do_nothing(index_elements=list(keys))
-    else:
-        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=list(keys))
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table).values(dict(values)).on_conflict_do_nothing(index_elements=list(keys))
     result = cast(CursorResult[Any], await session.execute(stmt))
     return result.rowcount == 1

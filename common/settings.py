@@ -26,6 +26,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Where the platform keeps its embedded state (SQLite file, media, NATS data).
     data_dir: Path = Path("data")
     env: str = "dev"  # "dev" allows the built-in JWT secret; anything else refuses it
+    # Which replica this process is ("ingest-0"); the supervisor sets it for each child.
+    instance: str = ""
 
     # NATS: empty means "the supervisor starts one" (make run).
     nats_url: str = ""
@@ -152,8 +154,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     transcode_retry_backoff_s: tuple[float, ...] = (10.0, 60.0, 300.0, 900.0)
     # A child that reports no progress for this long is killed (and the job retried).
     transcode_stall_timeout_s: float = 300.0
-    # Address-space cap of a job's child process in MiB (0: none).
-    transcode_memory_limit_mb: int = 0
+    # Address-space cap of a job's child process in MiB (0: none); a 1080p 4-rung job
+    # peaks near 1.1 GiB of address space (malloc arenas capped at 4 per child).
+    transcode_memory_limit_mb: int = 6144
     transcode_max_duration_s: float = 12 * 3600.0
     transcode_thumbnails: int = 10
     transcode_sprite_tile_width: int = 160

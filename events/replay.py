@@ -5,11 +5,11 @@ One ephemeral pull consumer per read, with ``AckPolicy.NONE`` and batched fetche
 The server also drops it on its own after :data:`INACTIVE_THRESHOLD_S` if this process
 dies, so a killed replay leaves nothing behind.
 
-A bounded read stops at a snapshot of the stream's last sequence taken before the
-consumer starts: events published while a replay runs are not part of it, so it
-always terminates. It also stops when the consumer has nothing left to deliver (the
-filter may match nothing after some earlier sequence). A ``follow`` read (``tail``)
-never stops on its own.
+A bounded read stops at a snapshot taken before the consumer starts: the sequence of
+the last stored message matching the filter (capped by ``to_seq``). Events published
+while a replay runs are not part of it, so it always terminates. Should that last
+message be deleted or expire meanwhile, the read ends when the consumer has nothing
+left to deliver. A ``follow`` read (``tail``) never stops on its own.
 
 Usage (the gateway's projection rebuild)::
 
@@ -150,9 +150,13 @@ class StoredReader:
 
     async def __aenter__(self) -> Self:
         self.stream = self.stream or await stream_of(self.js, self.subject)
-        info = await self.js.stream_info(self.stream)
-        # The snapshot: taken before the consumer exists, so it bounds the read.
-        self.last_seq = info.state.last_seq
+        # The snapshot: the last stored message that matches, taken before the consumer
+        # exists. Reaching it ends the read exactly, whatever is published meanwhile.
+        try:
+            last = await self.js.get_msg(self.stream, subject=self.subject)  # wildcards ok
+            self.last_seq = last.seq or 0
+        except NotFoundError:
+            self.last_seq = 0  # nothing matches
         if self.to_seq is not None:
             self.last_seq = min(self.last_seq, self.to_seq)
         self._consumer = f"{READER_PREFIX}{secrets.token_hex(8)}"
@@ -207,8 +211,8 @@ class StoredReader:
             try:
                 msgs = await sub.fetch(self.batch, timeout=FETCH_WAIT_S)
             except (TimeoutError, nats.errors.TimeoutError):
-                if bounded and (await sub.consumer_info()).num_pending == 0:
-                    return  # what matched was deleted or expired meanwhile
+                if bounded and await self._drained(sub):
+                    return  # the snapshot's last message was deleted or expired meanwhile
                 continue
             for msg in msgs:
                 meta = msg.metadata
@@ -223,8 +227,17 @@ class StoredReader:
                     time=meta.timestamp,
                     stream=self.stream,
                 )
-                if bounded and (seq >= self.last_seq or meta.num_pending == 0):
+                if bounded and seq >= self.last_seq:
                     return
+
+    @staticmethod
+    async def _drained(sub: JetStreamContext.PullSubscription) -> bool:
+        try:
+            info = await sub.consumer_info()
+        except (TimeoutError, nats.errors.TimeoutError):
+            return False  # a slow server is not an empty one: fetch again
+        # Not sub.pending_msgs: it counts the fetches' leftover status replies too.
+        return not info.num_pending
 
 
 def _deliver_policy(from_seq: int | None, since: datetime | None, new: bool) -> DeliverPolicy:

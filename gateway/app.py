@@ -41,9 +41,13 @@ from gateway.channels.routes import channels_router
 from gateway.docs import openapi_config
 from gateway.errors import exception_handlers
 from gateway.health import healthz, readyz
+from gateway.live import live_lifespan
+from gateway.live import routers as live_routers
 from gateway.metrics import ObservabilityMiddleware, mark_process_dead, metrics_endpoint
 from gateway.security import CORSMiddleware, allowed_origins, security_headers_hook
 from gateway.services import Services, provide_services
+from gateway.vod import routers as vod_routers
+from gateway.vod import vod_lifespan
 
 log = get_logger(__name__)
 
@@ -55,9 +59,11 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     metrics_endpoint,
     auth_router,
     channels_router,
+    *live_routers,
+    *vod_routers,
 ]
 
-LIFESPAN_HOOKS: list[LifespanHook] = []
+LIFESPAN_HOOKS: list[LifespanHook] = [live_lifespan, vod_lifespan]
 
 
 @asynccontextmanager

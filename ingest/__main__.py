@@ -59,7 +59,8 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
     engine = create_engine(settings.resolved_database_url, application_name="videopick-ingest")
     sessions = session_factory(engine)
     keys = KeyStore(sessions)
-    leases = PublisherLeases(sessions, instance=f"{socket.gethostname()}:{os.getpid()}")
+    instance = f"{socket.gethostname()}:{os.getpid()}:{settings.instance or 'ingest'}"
+    leases = PublisherLeases(sessions, instance=instance)
     broker = bus.create_broker(settings)
     runtime = bus.IngestRuntime(keys=keys)
     broker.context.set_global(bus.CONTEXT_KEY, runtime)

@@ -25,7 +25,8 @@ Published (through ``events.publisher.EventPublisher``): ``stats.ingest``. The p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Final
 
 from faststream import Context
@@ -57,6 +58,8 @@ PUBLISHES: Final[tuple[type[Event], ...]] = (StatsIngest,)
 class IngestRuntime:
     keys: KeyStore
     server: IngestServer | None = None
+    # Called after a rotation is handled (stored or not): tests wait on it.
+    key_listeners: list[Callable[[ChannelKeyRotated], None]] = field(default_factory=list)
 
 
 async def on_key_rotated(
@@ -69,6 +72,8 @@ async def on_key_rotated(
         stream_id=event.stream_id,
         event_id=event.event_id,
     )
+    for listener in runtime.key_listeners:
+        listener(event)
 
 
 async def on_stop_requested(

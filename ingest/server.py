@@ -316,31 +316,8 @@ class _Publisher:
     async def _start(self, event: PublishRequested, channel: Channel) -> None:
         server = self.server
         stream_id = channel.stream_id
-        cooldown = server.cooldown_left(stream_id)
-        if cooldown > 0:
-            log.warning("publish refused: channel was stopped", retry_after_s=round(cooldown))
-            self._refuse(
-                REJECTED,
-                f"this stream was stopped; publishing resumes in {math.ceil(cooldown)} s",
-                "cooling down",
-            )
-            return
-        if stream_id in server.live:
-            log.warning("publish refused: channel already has a publisher here")
-            self._refuse(BAD_NAME, "already publishing: this channel has a publisher", "busy")
-            return
-        server.live[stream_id] = self
-        self._reserved = stream_id
-        session_id = new_event_id()
-        try:
-            claimed = await server.leases.claim(stream_id, session_id, server.config.lease_ttl_s)
-        except Exception as exc:
-            log.error("publish refused: lease store unavailable", error=repr(exc))
-            self._refuse(REJECTED, "publishing is unavailable right now; retry", "db")
-            return
-        if not claimed:
-            log.warning("publish refused: channel already has a publisher elsewhere")
-            self._refuse(BAD_NAME, "already publishing: this channel has a publisher", "busy")
+        session_id = await self._claim(stream_id)
+        if session_id is None:
             return
         self.channel = channel
         try:
@@ -358,14 +335,54 @@ class _Publisher:
             user_id=channel.user_id,
             clock=server.clock,
         )
+        if self.link.is_closing():  # closed while the sink was made: closed() ends it
+            return
         self.link.send(self.link.conn.accept_publish())
         structlog.contextvars.bind_contextvars(session_id=session_id)
-        log.info("publish started", user_id=channel.user_id, publish_type=event.publish_type)
+        kind = event.publish_type if event.publish_type in ("live", "record", "append") else "other"
+        log.info("publish started", user_id=channel.user_id, publish_type=kind)
+
+    async def _claim(self, stream_id: str) -> str | None:
+        """Reserve the channel here and in the lease table; the new session id, or None."""
+        server = self.server
+        cooldown = server.cooldown_left(stream_id)
+        if cooldown > 0:
+            log.warning("publish refused: channel was stopped", retry_after_s=round(cooldown))
+            self._refuse(
+                REJECTED,
+                f"this stream was stopped; publishing resumes in {math.ceil(cooldown)} s",
+                "cooling down",
+            )
+            return None
+        if stream_id in server.live:
+            log.warning("publish refused: channel already has a publisher here")
+            self._refuse(BAD_NAME, "already publishing: this channel has a publisher", "busy")
+            return None
+        server.live[stream_id] = self
+        self._reserved = stream_id
+        session_id = new_event_id()
+        try:
+            claimed = await server.leases.claim(stream_id, session_id, server.config.lease_ttl_s)
+        except Exception as exc:
+            log.error("publish refused: lease store unavailable", error=repr(exc))
+            self._refuse(REJECTED, "publishing is unavailable right now; retry", "db")
+            return None
+        if not claimed:
+            log.warning("publish refused: channel already has a publisher elsewhere")
+            self._refuse(BAD_NAME, "already publishing: this channel has a publisher", "busy")
+            return None
+        if self.link.is_closing():  # closed while the lease was claimed
+            await self._release_lease(stream_id, session_id)
+            self._refuse(REJECTED, "closed", "closed")
+            return None
+        return session_id
 
     def _refuse(self, code: str, description: str, detail: str) -> None:
         if self._reserved is not None and self.session is None:
             self.server.live.pop(self._reserved, None)
             self._reserved = None
+        if self.link.is_closing():  # closed while we awaited (shutdown, stop request)
+            return
         self.link.send(self.link.conn.reject_publish(code, description))
         self.link.close(CloseKind.LOCAL, f"publish refused: {detail}")
 
@@ -386,7 +403,7 @@ class _Publisher:
         """Disconnect this publisher (``stream.stop_requested``)."""
         log.info("stopping publisher on request", reason=reason[:64])
         stream_id = self.link.conn.publishing_stream
-        if stream_id is not None:
+        if stream_id is not None and not self.link.is_closing():
             self.link.send(
                 self.link.conn.send_status(
                     stream_id, "error", "NetConnection.Connect.Closed", f"stream stopped ({reason})"

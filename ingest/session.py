@@ -17,6 +17,7 @@ sink slows the socket, not memory). What it guarantees the sink is written in
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -80,7 +81,7 @@ class PublishSession:
         stream_id: str,
         session_id: str,
         user_id: str,
-        clock: Any = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink = sink
         self.stream_id = stream_id

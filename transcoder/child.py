@@ -61,16 +61,16 @@ class _Channel:
 
 
 def main() -> int:
-    parent = int(os.environ.get("VIDEOPICK_TRANSCODER_PARENT", os.getppid()))
+    parent = int(os.environ.get("TRANSCODER_PARENT_PID", os.getppid()))
     _die_with_parent(parent)
     channel = _Channel()
     spec = decode_spec(sys.stdin.buffer.read())
     settings = spec.settings
     configure_logging("transcoder-child", settings.log_level, settings.log_json)
     _limit_memory(settings.transcode_memory_limit_mb)
-    from transcoder.job import run_job  # PyAV loads after the limits are in place
-
     try:
+        from transcoder.job import run_job  # PyAV loads after the limits are in place
+
         result = run_job(spec, channel.send)
     except PoisonInputError as exc:
         channel.send(Failure(kind="poison", reason=str(exc)))

@@ -105,7 +105,14 @@ async def run_child(
         stdout=asyncio.subprocess.PIPE,
         stderr=None,  # the child's logs go where ours go
         limit=LINE_LIMIT,
-        env={**os.environ, "VIDEOPICK_TRANSCODER_PARENT": str(os.getpid())},
+        env={
+            **os.environ,
+            "TRANSCODER_PARENT_PID": str(os.getpid()),
+            # glibc reserves up to 8 malloc arenas of 64 MiB per core; with a thread per
+            # rendition and x264's own, that is gigabytes of address space the memory
+            # cap would count. Four arenas cost nothing measurable here.
+            "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "4"),
+        },
     )
     child = ChildProcess(process)
     if on_start is not None:

@@ -95,7 +95,7 @@ def grab_keyframes(
     images: list[Image.Image] = []
     for when in times:
         target = start + int(when / time_base)
-        frame = _keyframe_near(container, target)
+        frame = _keyframe_near(container, target, start)
         if frame is None:
             if images:
                 images.append(images[-1])
@@ -107,14 +107,19 @@ def grab_keyframes(
     return images
 
 
-def _keyframe_near(container: InputContainer, target: int) -> VideoFrame | None:
+def _keyframe_near(container: InputContainer, target: int, start: int) -> VideoFrame | None:
+    """The first keyframe at or after ``target``, else before it, else the first one.
+
+    Seeking is only as exact as the container's index: MPEG-TS seeks by bisecting
+    bytes and may land past a sparse keyframe, hence the last resort at the start.
+    """
     stream = container.streams.video[0]
-    for backward in (False, True):
+    for offset, backward in ((target, False), (target, True), (start, True)):
         try:
-            container.seek(target, backward=backward, stream=stream)
+            container.seek(offset, backward=backward, stream=stream)
             for frame in container.decode(stream):
                 return frame
-        except (av.error.FFmpegError, StopIteration):
+        except av.error.FFmpegError:
             continue
     return None
 

@@ -63,6 +63,7 @@ RECORDINGS_CONSUMER: Final = "transcoder-recordings"
 PROGRESS_INTERVAL_S: Final = 2.0
 # How long stop() lets in-flight steps (claim, publish) finish before cancelling them.
 STOP_GRACE_S: Final = 10.0
+PROGRESS_DRAIN_S: Final = 2.0
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -150,30 +151,53 @@ class _Heartbeat:
 
 @dataclass
 class _ProgressPublisher:
+    """``transcode.progress`` about every 2 s, and at each new stage.
+
+    Progress is advisory: it is published off the child's read loop, one at a time;
+    a beat that finds the previous one still in flight (NATS slow) is dropped rather
+    than queued, and a failed publish never fails the job.
+    """
+
     worker: TranscodeWorker
     request: JobRequest
     last_sent: float = float("-inf")
+    last_stage: str = ""
+    _inflight: asyncio.Task[None] | None = None
 
     async def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
-        if now - self.last_sent < PROGRESS_INTERVAL_S and progress.stage == "encoding":
+        new_stage = progress.stage != self.last_stage
+        if not new_stage and now - self.last_sent < PROGRESS_INTERVAL_S:
             return
-        self.last_sent = now
+        if self._inflight is not None and not self._inflight.done():
+            return
+        self.last_sent, self.last_stage = now, progress.stage
+        self._inflight = asyncio.create_task(self._publish(self._event(progress)))
+
+    def _event(self, progress: Progress) -> TranscodeProgress:
         duration = progress.duration_s or self.request.duration_s
         percent = min(99.9, 100 * progress.position_s / duration) if duration > 0 else 0.0
         speed = progress.position_s / progress.elapsed_s if progress.elapsed_s > 0 else 0.0
         eta = (duration - progress.position_s) / speed if speed > 0 and duration > 0 else 0.0
-        event = TranscodeProgress(
+        return TranscodeProgress(
             video_id=self.request.video_id,
             percent=round(percent, 1),
             stage=progress.stage,
             speed=round(speed, 2),
             eta_s=round(max(0.0, eta), 1),
         )
+
+    async def _publish(self, event: TranscodeProgress) -> None:
         try:
             await self.worker.publisher.publish(event, correlation_id=self.request.event.event_id)
-        except PublishError as exc:  # progress is advisory: never fail a job over it
+        except PublishError as exc:
             log.warning("progress not published", video_id=self.request.video_id, error=str(exc))
+
+    async def drain(self) -> None:
+        """Let the last progress event go out before the job's outcome is published."""
+        if self._inflight is not None:
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._inflight), PROGRESS_DRAIN_S)
 
 
 class TranscodeWorker:
@@ -308,13 +332,21 @@ class TranscodeWorker:
         task = asyncio.current_task()
         if task is not None:
             self._encoding.add(task)
+        progress = _ProgressPublisher(self, request)
         try:
-            result = await run_child(
-                spec,
-                on_progress=_ProgressPublisher(self, request),
-                stall_timeout_s=self.settings.transcode_stall_timeout_s,
-                on_start=lambda child: self.children.__setitem__(request.video_id, child),
-            )
+            try:
+                result = await run_child(
+                    spec,
+                    on_progress=progress,
+                    stall_timeout_s=self.settings.transcode_stall_timeout_s,
+                    on_start=lambda child: self.children.__setitem__(request.video_id, child),
+                )
+            finally:
+                heartbeat.cancel()
+                self.children.pop(request.video_id, None)
+                if task is not None:
+                    self._encoding.discard(task)
+                await progress.drain()  # progress first, then the outcome
         except PoisonInputError as exc:
             await self._fail(request, owner, str(exc), attempt=attempt, permanent=True)
             raise PermanentError(f"poison input: {exc}") from exc
@@ -322,11 +354,6 @@ class TranscodeWorker:
             last = attempt >= self.policy.max_deliver
             await self._fail(request, owner, str(exc), attempt=attempt, permanent=last)
             raise
-        finally:
-            heartbeat.cancel()
-            self.children.pop(request.video_id, None)
-            if task is not None:
-                self._encoding.discard(task)
         log.info(
             "job done",
             video_id=request.video_id,
@@ -340,9 +367,12 @@ class TranscodeWorker:
     ) -> None:
         log.warning("job failed", video_id=request.video_id, reason=reason, permanent=permanent)
         await jobs.record_failure(
-            self.sessions, video_id=request.video_id, owner=owner, reason=reason,
+            self.sessions,
+            video_id=request.video_id,
+            owner=owner,
+            reason=reason,
             permanent=permanent,
-        )  # fmt: skip
+        )
         await self.publisher.publish(
             TranscodeFailed(
                 video_id=request.video_id,

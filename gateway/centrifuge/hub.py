@@ -138,8 +138,12 @@ class Room:
         except TimeoutError as exc:
             raise RoomUnavailable(f"{self.channel}: history not loaded in {timeout_s} s") from exc
 
-    async def _load(self) -> None:
-        """Read the latest history and start the sequence there; retry until it works."""
+    async def _load(self, *, announce: bool = False) -> None:
+        """Read the latest history and start the sequence there; retry until it works.
+
+        ``announce``: the channel got a new epoch while members were in the room (its
+        first message ever, or a history reset): they get the new history too.
+        """
         if self._loading:
             return
         self._loading = True
@@ -155,8 +159,11 @@ class Room:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
-                ready = self.sequencer.reset(page.epoch, page.offset, page_pubs(page))
+                history = page_pubs(page)
+                ready = self.sequencer.reset(page.epoch, page.offset, history)
                 self._ready.set()
+                if announce:
+                    self._fan_out(history)
                 self._fan_out(ready)
                 self._check_gap()
                 return
@@ -184,10 +191,11 @@ class Room:
         self._fan_out(self.sequencer.fill(page_pubs(page)))
 
     def _restart(self) -> None:
-        log.warning("chat epoch changed, reloading", channel=self.channel)
+        if self.sequencer.epoch:
+            log.warning("chat epoch changed, reloading", channel=self.channel)
         self.sequencer = Sequencer(RING_SIZE)
         self._ready.clear()
-        self._spawn(self._load())
+        self._spawn(self._load(announce=True))
 
     # --- members ------------------------------------------------------------------------
 

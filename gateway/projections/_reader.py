@@ -34,7 +34,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from common.logs import get_logger
 
-__all__ = ["LogReader"]
+__all__ = ["LogReader", "reraise_if_cancelled"]
 
 log = get_logger(__name__)
 
@@ -44,6 +44,18 @@ BUFFER_MSGS = 4096
 # buffer, since flow control keeps the in-flight window much smaller.
 PENDING_MSGS_LIMIT = 65_536
 PENDING_BYTES_LIMIT = 64 * 1024 * 1024
+
+
+def reraise_if_cancelled(exc: BaseException) -> None:
+    """Turn ``exc`` back into the cancellation it hides, if the task is being cancelled.
+
+    SQLAlchemy treats a ``CancelledError`` raised inside a query as a disconnect, and
+    ``common.db`` turns disconnects into ``DatabaseUnavailable`` — an ordinary
+    ``Exception`` that a retry loop would swallow, so ``stop()`` would wait forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 class LogReader:
@@ -122,7 +134,7 @@ class LogReader:
             pending_msgs_limit=PENDING_MSGS_LIMIT,
             pending_bytes_limit=PENDING_BYTES_LIMIT,
         )
-        pass
+        config.opt_start_time = None  # see the module docstring, "Start by time"
         info = await self._sub.consumer_info()
         self.pending = info.num_pending or 0
 

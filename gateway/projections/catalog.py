@@ -48,7 +48,7 @@ from gateway.projections._checkpoints import (
     reset_checkpoints,
     set_checkpoint,
 )
-from gateway.projections._reader import LogReader
+from gateway.projections._reader import LogReader, reraise_if_cancelled
 from gateway.projections._store import clear_tables, load_state, store_state
 from gateway.projections.reducer import CATALOG_EVENTS, apply_event, keys_of
 
@@ -242,6 +242,7 @@ class CatalogProjector:
                     self.positions[feed.stream] = prev
                     backoff = 0.5
                 except Exception as exc:
+                    reraise_if_cancelled(exc)
                     # Database or NATS trouble: the batch was not committed, so start
                     # again from the stored checkpoint after a pause.
                     log.warning(

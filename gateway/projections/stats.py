@@ -38,7 +38,7 @@ from common.logs import get_logger
 from events.catalog import ChatAccepted, StatsIngest, StatsViewers
 from events.publisher import EventPublisher
 from events.streams import CHAT, STATS
-from gateway.projections._reader import LogReader
+from gateway.projections._reader import LogReader, reraise_if_cancelled
 from gateway.projections.reducer import ChannelRow
 
 __all__ = [
@@ -318,6 +318,7 @@ class StatsFeed:
                     self.positions[reader.stream] = reader.last_seq
                     backoff = 0.5
                 except Exception as exc:
+                    reraise_if_cancelled(exc)
                     # NATS unreachable when opening: the next call opens again, after
                     # the last message read (or at the start time).
                     log.warning(

@@ -102,8 +102,51 @@ class WriteResult:
         return self.offset - self.start
 
 
+class _Divert(Exception):  # noqa: N818 - control flow, never leaves this module
+    """The bytes fed to a part are too few to be one (and not the end): make them the tail."""
+
+
+class _Source:
+    """The request body as a pull source that can hand out a prefix of a chunk."""
+
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self._body = body.__aiter__()
+        self._pending = b""
+        self.ended = False
+        self.interrupted: BodyInterrupted | None = None
+
+    async def exhausted(self) -> bool:
+        """True once the body has ended and every byte was handed out."""
+        if not self._pending and not self.ended:
+            await self._fill()
+        return not self._pending and self.ended
+
+    async def _fill(self) -> None:
+        try:
+            self._pending = await anext(self._body)
+        except StopAsyncIteration:
+            self.ended = True
+        except BodyInterrupted as interrupted:
+            # What arrived before the break is kept: the caller decides where it goes.
+            self.interrupted = interrupted
+            self.ended = True
+
+    async def read(self, limit: int) -> bytes:
+        if not self._pending and not self.ended:
+            await self._fill()
+        chunk, self._pending = self._pending[:limit], self._pending[limit:]
+        return chunk
+
+
 class ChunkWriter:
-    """Streams bodies into one upload's parts and tail. One writer per locked PATCH."""
+    """Streams bodies into one upload's parts and tail. One writer per locked PATCH.
+
+    Each part is streamed into the store while the body arrives (the folder store
+    writes it to disk as it comes and fsyncs once at the end; S3 gathers the part to
+    sign it). Only when a part ends short of ``min_part`` and is not the file's end
+    do its bytes become the tail instead, which is why the first ``min_part`` bytes
+    of a part are also kept in memory until that is decided.
+    """
 
     def __init__(
         self,
@@ -134,46 +177,64 @@ class ChunkWriter:
         interruption is reported in the result, not raised); a store failure raises,
         with everything written before it still durable."""
         state = self._state
-        start = state.offset
-        buffer = bytearray()
+        result = WriteResult(start=state.offset, offset=state.offset, last_part=0)
         old_tail = tail_key(self._upload_id, state.parts_size) if state.tail_size else None
-        if old_tail is not None:
-            buffer += await self._store.read(old_tail)
-        base = state.parts_size  # file offset of buffer[0]
-        carried = len(buffer)  # bytes already durable (the old tail) at buffer's head
-        result = WriteResult(start=start, offset=start, last_part=0)
+        head = await self._store.read(old_tail) if old_tail is not None else b""
+        base = state.parts_size  # file offset where the next part starts
         number = state.next_part
-        try:
-            async for chunk in body:
-                buffer += chunk
-                while len(buffer) >= self._part_size:
-                    await self._put_part(number, bytes(buffer[: self._part_size]), result)
-                    del buffer[: self._part_size]
-                    base += self._part_size
-                    number += 1
-                    carried = 0
-        except BodyInterrupted as interrupted:
-            result.interrupted = interrupted
-        end = base + len(buffer)
-        final = self._final_length is not None and end == self._final_length
-        if buffer and (final or len(buffer) >= self._min_part):
-            await self._put_part(number, bytes(buffer), result)
-            base = end
-        elif len(buffer) > carried:
-            self._guard()
-            await self._store.put(tail_key(self._upload_id, base), bytes(buffer))
-        result.offset = end
+        source = _Source(body)
+        while True:
+            kept = bytearray()
+            feed = self._feed(head, source, base, kept)
+            try:
+                self._guard()
+                part = await self._store.upload_part(self._multipart, number, feed)
+            except _Divert:
+                if len(kept) > len(head):  # new bytes: the tail grows (replaced whole)
+                    self._guard()
+                    await self._store.put(tail_key(self._upload_id, base), bytes(kept))
+                result.offset = base + len(kept)
+                break
+            result.parts_written.append(part)
+            result.last_part = number
+            base += part.size
+            result.offset = base
+            number += 1
+            head = b""
+            if base == self._final_length or await source.exhausted():
+                break
+        result.interrupted = source.interrupted
         if old_tail is not None and base > state.parts_size:
             await self._forget(old_tail)  # folded into a part: stale now
-        if final:
+        if self._final_length is not None and result.offset == self._final_length:
             await self._forget_tails()
         return result
 
-    async def _put_part(self, number: int, data: bytes, result: WriteResult) -> None:
-        self._guard()
-        part = await self._store.upload_part(self._multipart, number, data)
-        result.parts_written.append(part)
-        result.last_part = number
+    async def _feed(
+        self, head: bytes, source: _Source, base: int, kept: bytearray
+    ) -> AsyncIterator[bytes]:
+        """One part's bytes: ``head`` (the old tail), then the body, up to ``part_size``.
+
+        Raises :class:`_Divert` at its end when they cannot be a part, which makes the
+        store drop the part it was writing.
+        """
+        total = 0
+        if head:
+            kept += head
+            total = len(head)
+            yield head
+        while total < self._part_size:
+            chunk = await source.read(self._part_size - total)
+            if not chunk:
+                break
+            self._guard()
+            if total < self._min_part:
+                kept += chunk  # may still have to become the tail
+            total += len(chunk)
+            yield chunk
+        final = self._final_length is not None and base + total == self._final_length
+        if total == 0 or (total < self._min_part and not final):
+            raise _Divert
 
     async def _forget(self, key: str) -> None:
         # Best effort: a stale tail is ignored by load_state and removed at the end.

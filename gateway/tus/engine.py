@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.logs import get_logger
@@ -33,6 +33,7 @@ from common.settings import Settings
 from common.store import MultipartUpload, ObjectStore, StoreError
 from common.store import UploadNotFound as StoreUploadNotFound
 from events.catalog import ChunkUploaded, UploadCreated, UploadRejected
+from events.envelope import new_event_id
 from events.publisher import EventPublisher, PublishError
 from gateway.tus.body import BodyInterrupted, Receive, read_body
 from gateway.tus.chunks import ChunkWriter, DurableState, WriteResult, load_state, part_sizes
@@ -91,6 +92,14 @@ class AppendResult:
     interrupted: BodyInterrupted | None = None
 
 
+def _store_failed(exc: StoreError, upload_id: str, *, writing: bool = False) -> StorageUnavailable:
+    # The store's message may name hosts and buckets: it goes to the log, not the client.
+    log.warning("object store failed", upload_id=upload_id, error=str(exc))
+    if writing:
+        return StorageUnavailable("the object store failed while writing; resume from a HEAD")
+    return StorageUnavailable("the object store is unavailable; try again shortly")
+
+
 def _metadata(row: Upload) -> UploadMetadata:
     return UploadMetadata(filename=row.filename, title=row.title, description=row.description)
 
@@ -142,7 +151,7 @@ class UploadEngine:
             # The uploader's sweeper removed it (expired) a moment ago.
             raise UploadGone("this upload expired; start a new one") from None
         except StoreError as exc:
-            raise StorageUnavailable(f"the object store is unavailable: {exc}") from exc
+            raise _store_failed(exc, row.id) from exc
 
     @staticmethod
     def _multipart(row: Upload) -> MultipartUpload | None:
@@ -185,7 +194,7 @@ class UploadEngine:
             try:
                 multipart_id = (await self._store.create_multipart(key)).upload_id
             except StoreError as exc:
-                raise StorageUnavailable(f"the object store is unavailable: {exc}") from exc
+                raise _store_failed(exc, upload_id) from exc
         now = _now()
         row = Upload(
             id=upload_id,
@@ -248,19 +257,18 @@ class UploadEngine:
     async def append(
         self, user_id: str, upload_id: str, request: PatchRequest, receive: Receive
     ) -> AppendResult:
-        """tus PATCH: append the body at ``request.offset`` under the upload's lock."""
-        row = await self._row(user_id, upload_id)
-        self._check_length_change(row, request)
-        if row.state == EngineState.COMPLETE:
-            return self._append_to_complete(row, request)
-        self._check_not_expired(row)
-        token = await acquire(self._sessions, upload_id, user_id, self.settings.tus_lock_lease_s)
-        if token is None:
-            raise await self._why_not_acquired(user_id, upload_id)
-        async with LeaseKeeper(
-            self._sessions, upload_id, token, self.settings.tus_lock_lease_s
-        ) as lease:
-            row = await self._row(user_id, upload_id)  # as of the lock
+        """tus PATCH: append the body at ``request.offset`` under the upload's lock.
+
+        The happy path costs two commits: the lock (which returns the row) and, after
+        the bytes and the event, one UPDATE that releases it with the new expiry.
+        """
+        lease_s = self.settings.tus_lock_lease_s
+        row = await acquire(self._sessions, upload_id, user_id, lease_s)
+        if row is None:
+            return await self._not_acquired(user_id, upload_id, request)
+        assert row.lock_token is not None
+        async with LeaseKeeper(self._sessions, upload_id, row.lock_token, lease_s) as lease:
+            self._check_length_change(row, request)
             state = await self._durable(row)
             if request.offset != state.offset:
                 # core §PATCH: "If the offsets do not match, the Server MUST respond with
@@ -276,7 +284,17 @@ class UploadEngine:
                 receive, limit=bound - state.offset, timeout_s=self.settings.tus_read_timeout_s
             )
             result = await self._write(row, state, body, request, lease.check)
-            return await self._after_write(row, state, result, request)
+            return await self._after_write(row, state, result, request, lease)
+
+    async def _not_acquired(
+        self, user_id: str, upload_id: str, request: PatchRequest
+    ) -> AppendResult:
+        """Why the lock was refused, as the answer the client gets."""
+        row = await self._row(user_id, upload_id)  # 404: gone or not this user's
+        self._check_length_change(row, request)
+        if row.state == EngineState.COMPLETE:
+            return self._append_to_complete(row, request)
+        raise await self._why_not_acquired(user_id, upload_id)
 
     def _check_length_change(self, row: Upload, request: PatchRequest) -> None:
         if request.length is not None and row.length is not None and request.length != row.length:
@@ -351,31 +369,47 @@ class UploadEngine:
                     return WriteResult(state.offset, state.offset, 0, interrupted)
                 return await writer.write(spool.chunks())
         except StoreError as exc:
-            raise StorageUnavailable(
-                f"the object store failed while writing; resume from a HEAD: {exc}"
-            ) from exc
+            raise _store_failed(exc, row.id, writing=True) from exc
 
     async def _after_write(
-        self, row: Upload, state: DurableState, result: WriteResult, request: PatchRequest
+        self,
+        row: Upload,
+        state: DurableState,
+        result: WriteResult,
+        request: PatchRequest,
+        lease: LeaseKeeper,
     ) -> AppendResult:
         complete = row.length is not None and result.offset == row.length
         checksum = request.checksum.label() if request.checksum else ""
-        if complete:
-            row = await self._complete(
-                row,
-                state,
-                start=result.start,
-                written=result.written,
-                checksum=checksum,
-                last_part=result.last_part,
+        now = _now()
+        changes: dict[str, object] = {"updated_at": now}
+        expires = row.expires_at
+        if complete or result.written:
+            await self._publish_chunk(
+                ChunkUploaded(
+                    upload_id=row.id,
+                    offset=result.start,
+                    length=result.written,
+                    part_number=result.last_part or (state.next_part - 1),
+                    checksum=checksum,
+                    complete=complete,
+                    event_id=completion_event_id(row.id) if complete else new_event_id(),
+                    occurred_at=now,
+                ),
+                result.offset,
             )
-        elif result.written:
-            row = await self._progress(row, result, checksum)
+            # Only after the event: the uploader computes the same expiry from its time.
+            expires = now + timedelta(seconds=self.settings.tus_expiry_s)
+            changes["expires_at"] = expires
+        if complete:
+            changes["state"] = EngineState.COMPLETE.value
+            log.info("upload complete", upload_id=row.id, length=row.length)
+        await lease.release(**changes)
         return AppendResult(
             upload_id=row.id,
             offset=result.offset,
             length=row.length,
-            expires_at=None if complete else row.expires_at,
+            expires_at=None if complete else expires,
             complete=complete,
             interrupted=result.interrupted,
         )
@@ -390,28 +424,6 @@ class UploadEngine:
                 headers={"Upload-Offset": str(offset)},
             ) from exc
 
-    async def _progress(self, row: Upload, result: WriteResult, checksum: str) -> Upload:
-        now = _now()
-        await self._publish_chunk(
-            ChunkUploaded(
-                upload_id=row.id,
-                offset=result.start,
-                length=result.written,
-                part_number=result.last_part,
-                checksum=checksum,
-                occurred_at=now,
-            ),
-            result.offset,
-        )
-        # Only after the event: the uploader computes the same expiry from its time.
-        expires = now + timedelta(seconds=self.settings.tus_expiry_s)
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(Upload).where(Upload.id == row.id).values(expires_at=expires, updated_at=now)
-            )
-        row.expires_at = expires
-        return row
-
     async def _complete(
         self,
         row: Upload,
@@ -420,8 +432,9 @@ class UploadEngine:
         start: int,
         written: int,
         checksum: str,
-        last_part: int = 0,
     ) -> Upload:
+        """Announce that every byte is durable (the HEAD/``complete`` repair path: the
+        PATCH that wrote the last byte announces it itself, in ``_after_write``)."""
         length = row.length or 0
         now = _now()
         await self._publish_chunk(
@@ -429,7 +442,7 @@ class UploadEngine:
                 upload_id=row.id,
                 offset=start,
                 length=written,
-                part_number=last_part or (state.next_part - 1),
+                part_number=state.next_part - 1,
                 checksum=checksum,
                 complete=True,
                 event_id=completion_event_id(row.id),
@@ -465,8 +478,8 @@ class UploadEngine:
             raise UploadComplete(
                 "the upload is complete and being processed; delete the video instead"
             )
-        token = await acquire(self._sessions, upload_id, user_id, self.settings.tus_lock_lease_s)
-        if token is None:
+        locked = await acquire(self._sessions, upload_id, user_id, self.settings.tus_lock_lease_s)
+        if locked is None:
             if row.expires_at <= _now():
                 # Expired uploads are the sweeper's; for the client it is gone already.
                 await self._terminate_row(row)
@@ -505,8 +518,3 @@ class UploadEngine:
     async def owned(self, user_id: str, upload_id: str) -> Upload:
         """The row, for callers that only need ownership (status API)."""
         return await self._row(user_id, upload_id)
-
-    async def get_row(self, upload_id: str) -> Upload | None:
-        async with self._sessions() as session:
-            result = await session.execute(select(Upload).where(Upload.id == upload_id))
-            return result.scalar_one_or_none()

@@ -128,3 +128,7 @@ class StorageUnavailable(TusError):
     status = 503
     slug = "unavailable"
     title = "Service unavailable"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        # tus clients retry 5xx: tell them when (RFC 9110 §10.2.3).
+        super().__init__(detail, headers={"Retry-After": "5", **(headers or {})})

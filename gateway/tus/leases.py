@@ -55,8 +55,14 @@ async def _rowcount(session: AsyncSession, stmt: Any) -> int:
 
 async def acquire(
     sessions: async_sessionmaker[AsyncSession], upload_id: str, user_id: str, lease_s: float
-) -> str | None:
-    """The new lock token, or None when the upload is locked, gone, expired or not open."""
+) -> Upload | None:
+    """The upload, locked by us (``lock_token`` is ours), or None when it is locked by
+    another request, not this user's, terminated, complete or expired.
+
+    One statement, one commit: the UPDATE returns the row (RETURNING, which SQLite has
+    since 3.35 and PostgreSQL always had), so the happy path of a PATCH reads nothing
+    else from the database before writing bytes.
+    """
     token = secrets.token_hex(16)
     now = _now()
     stmt = (
@@ -69,9 +75,11 @@ async def acquire(
             or_(_TABLE.c.lock_until.is_(None), _TABLE.c.lock_until < now),
         )
         .values(lock_token=token, lock_until=now + timedelta(seconds=lease_s))
+        .returning(*_TABLE.c)
     )
     async with sessions.begin() as session:
-        return token if await _rowcount(session, stmt) == 1 else None
+        row = (await session.execute(stmt)).mappings().one_or_none()
+    return None if row is None else Upload(**row)
 
 
 async def renew(
@@ -86,14 +94,20 @@ async def renew(
         return await _rowcount(session, stmt) == 1
 
 
-async def release(sessions: async_sessionmaker[AsyncSession], upload_id: str, token: str) -> None:
+async def release(
+    sessions: async_sessionmaker[AsyncSession],
+    upload_id: str,
+    token: str,
+    **changes: object,
+) -> bool:
+    """Clear our lock, applying ``changes`` to the row in the same statement."""
     stmt = (
         update(_TABLE)
         .where(_TABLE.c.id == upload_id, _TABLE.c.lock_token == token)
-        .values(lock_token=None, lock_until=None)
+        .values(lock_token=None, lock_until=None, **changes)
     )
     async with sessions.begin() as session:
-        await session.execute(stmt)
+        return await _rowcount(session, stmt) == 1
 
 
 class LeaseKeeper:
@@ -117,11 +131,20 @@ class LeaseKeeper:
         self._lease_s = lease_s
         self._valid_until = asyncio.get_running_loop().time() + lease_s
         self._lost = False
+        self._released = False
         self._task: asyncio.Task[None] | None = None
 
     @property
     def lost(self) -> bool:
         return self._lost or asyncio.get_running_loop().time() >= self._valid_until
+
+    async def release(self, **changes: object) -> None:
+        """Free the lock now, with ``changes`` to the row in the same commit."""
+        self.check()
+        if not await release(self._sessions, self.upload_id, self.token, **changes):
+            self._lost = True
+            self.check()
+        self._released = True
 
     def check(self) -> None:
         if self.lost:
@@ -159,7 +182,7 @@ class LeaseKeeper:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if not self._lost:
+        if not self._lost and not self._released:
             # Shielded: a cancelled request must still free its lock, or the next PATCH
             # waits out the lease for nothing.
             with contextlib.suppress(Exception):

@@ -22,10 +22,11 @@ from litestar import Request, Response, Router, delete, head, patch, post, route
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import HttpMethod
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath
 
 from gateway.auth.dependencies import REQUIRES_AUTH, CurrentUserDep
-from gateway.errors import UnavailableError, problem_response
+from gateway.errors import UnavailableError, exception_handlers, problem_response
 from gateway.tus import protocol
 from gateway.tus.engine import AppendResult, UploadEngine
 from gateway.tus.errors import BadRequest, RequestTimeout, TusError
@@ -44,6 +45,18 @@ def provide_engine(state: State) -> UploadEngine:
     if not isinstance(engine, UploadEngine):
         raise UnavailableError("uploads are starting or stopping")
     return engine
+
+
+_GATEWAY_HANDLERS = exception_handlers()
+
+
+def http_error_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """The gateway's own answer (401 from the token check, 404…), plus Tus-Resumable,
+    which tus wants on every response but OPTIONS."""
+    handler = _GATEWAY_HANDLERS[HTTPException]
+    response = handler(request, exc)
+    response.headers.update(protocol.tus_headers())
+    return response
 
 
 def tus_error_response(_request: Request[Any, Any, Any], exc: TusError) -> Response[Any]:
@@ -221,5 +234,5 @@ tus_router = Router(
     path="/",
     route_handlers=[tus_options, tus_create, tus_head, tus_patch, tus_delete, tus_override],
     dependencies={"tus": Provide(provide_engine, sync_to_thread=False)},
-    exception_handlers={TusError: tus_error_response},
+    exception_handlers={TusError: tus_error_response, HTTPException: http_error_response},
 )

@@ -16,6 +16,7 @@ as tus PATCH bodies do (an optional ``Upload-Checksum`` header works the same to
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -102,6 +103,7 @@ def _error(_request: Request[Any, Any, Any], exc: TusError) -> Response[Any]:
     )
 
 
+@dataclass
 class ChunkOperation(Operation):
     """OpenAPI for ``chunk``: the body is raw bytes, which no handler parameter shows."""
 

@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
 from faststream.nats import NatsBroker
-from sqlalchemy import Table, case, literal
+from sqlalchemy import BigInteger, Table, Text, case, literal
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from common.db import UtcDateTime
 from events.catalog import (
     ChunkUploaded,
     UploadCompleted,
@@ -82,18 +83,20 @@ async def _upsert(
     current = _TABLE.c
     climbs = _rank_of(current.state) < _rank(state)
     changes: dict[str, Any] = {
-        "state": case((climbs, literal(state.value)), else_=current.state),
-        "offset": case((current.offset < offset, literal(offset)), else_=current.offset),
-        "updated_at": literal(at),
+        "state": case((climbs, literal(state.value, Text())), else_=current.state),
+        "offset": case(
+            (current.offset < offset, literal(offset, BigInteger())), else_=current.offset
+        ),
+        "updated_at": literal(at, UtcDateTime()),
     }
     # Identity fields (from upload.created) fill what a placeholder left empty.
     for name, value in fill.items():
         column = current[name]
         empty = (column == "") if name != "size" else (column < 0)
-        changes[name] = case((empty, literal(value)), else_=column)
+        changes[name] = case((empty, literal(value, column.type)), else_=column)
     # What a final state carries is written only by the event that makes it final.
     for name, value in final.items():
-        changes[name] = case((climbs, literal(value)), else_=current[name])
+        changes[name] = case((climbs, literal(value, current[name].type)), else_=current[name])
     await session.execute(stmt.on_conflict_do_update(index_elements=["upload_id"], set_=changes))
 
 

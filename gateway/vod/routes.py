@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Final
 
@@ -30,6 +31,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import HttpMethod
 from litestar.exceptions import NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Stream
 from litestar.status_codes import (
@@ -49,7 +51,7 @@ from common.store import (
     StoreUnavailable,
     validate_key,
 )
-from gateway.errors import UnavailableError, problem_response
+from gateway.errors import PROBLEM_JSON, UnavailableError, problem_response
 from gateway.vod.ranges import ByteRange, Unsatisfiable, parse_range
 
 __all__ = ["VOD_STATE_KEY", "vod_router"]
@@ -156,7 +158,7 @@ async def _serve(request: Request[Any, Any, Any], store: ObjectStore, *parts: st
     headers = _headers(info, extension)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and _matches_none(if_none_match, headers["ETag"]):
-        return Response(content=None, status_code=HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
 
     decision = None
     if "Accept-Ranges" in headers and _if_range_holds(request.headers.get("if-range"), info):
@@ -219,11 +221,47 @@ async def _body(
 _METHODS: Final = [HttpMethod.GET, HttpMethod.HEAD]
 
 
+@dataclass
+class VodProblem:
+    """RFC 9457 problem details, as gateway.errors writes them (documentation only)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+def _problem(description: str) -> ResponseSpec:
+    return ResponseSpec(
+        VodProblem, description=description, media_type=PROBLEM_JSON, generate_examples=False
+    )
+
+
+# What the routes answer besides 200, for the OpenAPI document.
+_RESPONSES: Final[dict[int, ResponseSpec]] = {
+    HTTP_304_NOT_MODIFIED: ResponseSpec(None, description="Not modified (If-None-Match)"),
+    404: _problem("No such video, or not a file the transcoder writes"),
+}
+_RANGE_RESPONSES: Final[dict[int, ResponseSpec]] = {
+    **_RESPONSES,
+    HTTP_206_PARTIAL_CONTENT: ResponseSpec(
+        bytes,
+        description="One byte range (Range: bytes=a-b, a-, -n); multi-range gets the whole file",
+        media_type="video/mp4",
+        generate_examples=False,
+    ),
+    HTTP_416_REQUESTED_RANGE_NOT_SATISFIABLE: _problem(
+        "The range starts past the end (Content-Range: bytes */size)"
+    ),
+}
+
+
 @route(
     "/{video_id:str}/master.m3u8",
     http_method=_METHODS,
     summary="A video's master playlist (HLS, fMP4 renditions)",
-    operation_id="vodMasterPlaylist",
+    media_type="application/vnd.apple.mpegurl",
+    responses=_RESPONSES,
 )
 async def master_playlist(
     request: Request[Any, Any, Any], store: StoreDep, video_id: FromPath[str]
@@ -235,7 +273,8 @@ async def master_playlist(
     "/{video_id:str}/{name:str}",
     http_method=_METHODS,
     summary="A video's poster, sprite sheet or sprite WebVTT track",
-    operation_id="vodVideoFile",
+    media_type="image/jpeg",
+    responses=_RANGE_RESPONSES,
 )
 async def video_file(
     request: Request[Any, Any, Any],
@@ -250,7 +289,8 @@ async def video_file(
     "/{video_id:str}/{folder:str}/{name:str}",
     http_method=_METHODS,
     summary="A rendition's playlist, init or media segment, or a thumbnail (Range supported)",
-    operation_id="vodRenditionFile",
+    media_type="video/mp4",
+    responses=_RANGE_RESPONSES,
 )
 async def rendition_file(
     request: Request[Any, Any, Any],

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.packager.sink_api import MediaSink
+from ingest.media import CloseReason, MediaSink
 
 TAG_AUDIO = 8
 TAG_VIDEO = 9
@@ -110,7 +110,7 @@ def replay(
     path: Path | bytes,
     sink: MediaSink,
     *,
-    close_reason: str | None = "publisher_left",
+    close_reason: CloseReason | None = "publisher_left",
     start_ms: int = 0,
     stop_ms: int | None = None,
 ) -> int:

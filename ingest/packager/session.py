@@ -60,13 +60,20 @@ from ingest.packager.recording import build_recording, recording_video_id
 
 log = get_logger(__name__)
 
-MEDIA_CONTENT_TYPE = "video/mp4"
+# The types the stores already assume for these suffixes (common/store/_localfs.py), so
+# the folder store writes no content-type sidecar per part. The gateway sets its own.
+INIT_CONTENT_TYPE = "video/mp4"
+SEGMENT_CONTENT_TYPE = "video/iso.segment"
 # A part must be durable quickly or it is useless to a low-latency player.
 PART_PUT_TIMEOUT_S = 2.0
 SEGMENT_PUT_TIMEOUT_S = 10.0
 SEGMENT_PUT_ATTEMPTS = 3
 INIT_PUT_ATTEMPTS = 3
 RETRY_DELAY_S = 0.5
+
+
+def _content_type(key: str) -> str:
+    return INIT_CONTENT_TYPE if key.endswith(".mp4") else SEGMENT_CONTENT_TYPE
 
 
 class Publisher(Protocol):
@@ -121,7 +128,13 @@ class LivePackaging:
         return dict(self._sessions)
 
     def create_session_sink(self, stream_id: str, session_id: str, user_id: str) -> SessionSink:
-        """Called by the RTMP server on the event loop when a publish starts."""
+        """Called by the RTMP server on the event loop when a publish starts.
+
+        ``session_id`` names the broadcast's objects: reusing a live one would overwrite
+        them, so it is refused (ValueError; the server then refuses the publish).
+        """
+        if session_id in self._sessions:
+            raise ValueError(f"session {session_id!r} is already being packaged")
         sink = SessionSink(self, stream_id, session_id, user_id)
         self._sessions[session_id] = sink
         sink.add_done_callback(lambda: self._forget(session_id))
@@ -134,7 +147,7 @@ class LivePackaging:
         """Close every open session and wait for their last events (ingest shutdown)."""
         sinks = list(self._sessions.values())
         for sink in sinks:
-            sink.close("publisher_left")
+            sink.close("shutdown")  # a no-op for sinks the server already closed
         if sinks:
             await asyncio.wait_for(
                 asyncio.gather(*(sink.wait_closed() for sink in sinks)), timeout_s
@@ -142,7 +155,7 @@ class LivePackaging:
 
 
 class SessionSink:
-    """The media sink of one publish (see ``sink_api.MediaSink``)."""
+    """The media sink of one publish (``ingest.media.MediaSink``; methods return None)."""
 
     def __init__(self, owner: LivePackaging, stream_id: str, session_id: str, user_id: str) -> None:
         self.stream_id = keys.check_id("stream_id", stream_id)
@@ -260,7 +273,7 @@ class SessionSink:
         for attempt in range(1, attempts + 1):
             try:
                 await asyncio.wait_for(
-                    self._store.put(key, data, content_type=MEDIA_CONTENT_TYPE), timeout_s
+                    self._store.put(key, data, content_type=_content_type(key)), timeout_s
                 )
             except (StoreError, OSError, TimeoutError) as exc:
                 self._log.warning(

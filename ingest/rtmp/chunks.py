@@ -384,16 +384,6 @@ class ChunkWriter:
         self._streams[csid] = _OutStream(timestamp, ts_value, length, type_id, stream_id)
         return bytes(out)
 
-    def write_message(self, csid: int, message: Message, **options: bool) -> bytes:
-        return self.write(
-            csid,
-            message.type_id,
-            message.stream_id,
-            message.timestamp,
-            message.payload,
-            extended_on_continuation=options.get("extended_on_continuation", True),
-        )
-
 
 def _choose_fmt(
     prev: _OutStream | None,

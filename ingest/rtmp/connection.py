@@ -523,9 +523,6 @@ class RTMPConnection:
             csid, MessageType.COMMAND_AMF0, stream_id, 0, bytes(command)
         )
 
-    def _flush(self) -> bytes:
-        return self.data_to_send()
-
     def accept_connect(self) -> bytes:
         """Window, bandwidth, chunk size, then ``_result`` NetConnection.Connect.Success."""
         self._set_state(Trigger.ACCEPT_CONNECT)
@@ -536,14 +533,14 @@ class RTMPConnection:
         info = _status("status", "NetConnection.Connect.Success", "Connection succeeded.")
         info["objectEncoding"] = 0.0
         self._queue_command(Command("_result", self._connect_tid, dict(SERVER_PROPERTIES), (info,)))
-        return self._flush()
+        return self.data_to_send()
 
     def reject_connect(self, description: str) -> bytes:
         """``_error`` NetConnection.Connect.Rejected; the connection is closed after it."""
         self._set_state(Trigger.REJECT_CONNECT)
         info = _status("error", "NetConnection.Connect.Rejected", description)
         self._queue_command(Command("_error", self._connect_tid, None, (info,)))
-        return self._flush()
+        return self.data_to_send()
 
     def accept_publish(self) -> bytes:
         """StreamBegin (7.1.7), then onStatus NetStream.Publish.Start."""
@@ -571,13 +568,13 @@ class RTMPConnection:
             Command("onStatus", 0.0, None, (_status(level, code, description),)),
             stream_id,
         )
-        return self._flush()
+        return self.data_to_send()
 
     def close(self) -> bytes:
         """We are closing: nothing more is read; returns what is still queued."""
         if self.state is not State.ERROR:
             self._set_state(Trigger.CLOSE)
-        return self._flush()
+        return self.data_to_send()
 
 
 def _status(level: str, code: str, description: str) -> dict[str, amf0.AMF0Value]:

@@ -88,8 +88,8 @@ class RTMPLink:
     def _log_state(self, old: State, new: State, trigger: Trigger) -> None:
         log.debug("rtmp state", old=old.value, new=new.value, trigger=trigger.value)
 
-    @property
-    def closing(self) -> bool:
+    def is_closing(self) -> bool:
+        """A method, not a property: the answer changes across awaits."""
         return self.close_kind is not None
 
     def send(self, data: bytes) -> None:
@@ -135,7 +135,7 @@ class RTMPLink:
                 except TimeoutError:
                     kind, detail = CloseKind.TIMEOUT, why
                     break
-                if self.closing:
+                if self.is_closing():
                     break
                 self.conn.receive_data(data)
                 if await self._drain_events(handler):
@@ -166,7 +166,7 @@ class RTMPLink:
             if isinstance(event, Closed):
                 return True
             await handler.handle(self, event)
-            if self.closing:
+            if self.is_closing():
                 return True
 
     async def _flush(self) -> None:

@@ -182,7 +182,7 @@ async def test_ladder_against_the_ffmpeg_cli(case: Case, tmp_path: Path) -> None
     ours_cpu = statistics.median(s.cpu_s for s in ours)
     peer_cpu = statistics.median(s.cpu_s for s in peer)
     ratio = ours_wall / peer_wall
-    print(  # noqa: T201 - the benchmark's report
+    print(
         f"\n[bench transcode {case.name}, {ROUNDS} rounds, preset {settings.transcode_preset}, "
         f"ladder {','.join(case.ladder)}]\n"
         f"  videopick  wall {ours_wall:6.2f} s  cpu {ours_cpu:6.2f} s  "

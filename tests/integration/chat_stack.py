@@ -188,6 +188,7 @@ class Listener:
         self.pubs: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.subscribed: list[centrifuge.SubscribedContext] = []
         self.offsets: list[int] = []
+        self.history: list[dict[str, Any]] = []  # what a test chose to keep
         self.sub = client.new_subscription(channel, events=_SubEvents(self))
 
     async def next(self, kind: str = "message", within_s: float = DEADLINE_S) -> dict[str, Any]:

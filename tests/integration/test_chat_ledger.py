@@ -95,9 +95,11 @@ async def test_superchat_moves_credits_with_tier(
 ) -> None:
     await top_up(sessions, "u-alice", 1000, "topup:a")
     events = await pipeline.decide(users.message("u-alice", "big fan!", amount=500))
-    assert isinstance(events[0], ChatAccepted) and isinstance(events[1], ChatSuperchat)
+    assert isinstance(events[0], ChatAccepted)
+    assert isinstance(events[1], ChatSuperchat)
     info = events[0].superchat
-    assert info is not None and (info.amount, info.tier, info.color, info.pin_seconds) == (
+    assert info is not None
+    assert (info.amount, info.tier, info.color, info.pin_seconds) == (
         500,
         3,
         "#FFB300",
@@ -111,7 +113,8 @@ async def test_superchat_moves_credits_with_tier(
         "501 credits needed, 500 available",
     )
     own = await pipeline.decide(users.message(users.owner, "self", amount=1))
-    assert isinstance(own[0], ChatRejected) and own[0].code == "bad_amount"
+    assert isinstance(own[0], ChatRejected)
+    assert own[0].code == "bad_amount"
     wallets = await assert_books_balance(sessions, 1000)
     assert (wallets["u-alice"], wallets[users.owner]) == (500, 500)
     async with sessions() as session:
@@ -133,9 +136,7 @@ async def test_concurrent_superchats_exactly_as_many_as_funded(
     refused = [o for o in outcomes if isinstance(o[0], ChatRejected)]
     assert len(accepted) == 10
     assert len(refused) == 90
-    assert {o[0].code for o in refused if isinstance(o[0], ChatRejected)} == {
-        "insufficient_funds"
-    }
+    assert {o[0].code for o in refused if isinstance(o[0], ChatRejected)} == {"insufficient_funds"}
     assert sorted(o[0].offset for o in accepted if isinstance(o[0], ChatAccepted)) == list(
         range(1, 11)
     )

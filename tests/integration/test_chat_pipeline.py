@@ -42,17 +42,20 @@ def pipeline(sessions: async_sessionmaker[AsyncSession], clock: FakeClock) -> Ch
 
 
 def accepted(events: list[Event]) -> ChatAccepted:
-    assert len(events) >= 1 and isinstance(events[0], ChatAccepted), events
+    assert len(events) >= 1, events
+    assert isinstance(events[0], ChatAccepted), events
     return events[0]
 
 
 def rejected(events: list[Event]) -> ChatRejected:
-    assert len(events) == 1 and isinstance(events[0], ChatRejected), events
+    assert len(events) == 1, events
+    assert isinstance(events[0], ChatRejected), events
     return events[0]
 
 
 def moderation(events: list[Event]) -> ChatModeration:
-    assert len(events) == 1 and isinstance(events[0], ChatModeration), events
+    assert len(events) == 1, events
+    assert isinstance(events[0], ChatModeration), events
     return events[0]
 
 
@@ -76,7 +79,8 @@ async def test_offsets_history_and_inert_text(
     page = await history_page(sessions, HistoryQuery(stream_id=users.stream, limit=50))
     assert [m.text for m in page.messages] == list(XSS_PAYLOADS)
     assert page.offset == len(XSS_PAYLOADS)
-    assert page.epoch and all(m.epoch == page.epoch for m in page.messages)
+    assert page.epoch
+    assert all(m.epoch == page.epoch for m in page.messages)
     after = await history_page(
         sessions, HistoryQuery(stream_id=users.stream, after_offset=8, limit=50)
     )
@@ -146,7 +150,9 @@ async def test_slow_mode(pipeline: ChatPipeline, users: Users, clock: FakeClock)
 
 async def test_moderation_rights(pipeline: ChatPipeline, users: Users, clock: FakeClock) -> None:
     # A viewer cannot moderate.
-    assert rejected(await pipeline.decide(users.message("u-alice", "/ban bob"))).code == "not_allowed"
+    assert (
+        rejected(await pipeline.decide(users.message("u-alice", "/ban bob"))).code == "not_allowed"
+    )
     # The streamer appoints a moderator; a moderator cannot appoint one.
     event = moderation(await pipeline.decide(users.message(users.owner, "/mod moddy")))
     assert (event.action, event.target_user_id) == ("mod", "u-mod")
@@ -171,7 +177,9 @@ async def test_moderation_rights(pipeline: ChatPipeline, users: Users, clock: Fa
         == "not_allowed"
     )
     moderation(await pipeline.decide(users.message(users.owner, "/mod alice")))
-    assert rejected(await pipeline.decide(users.message("u-mod", "/ban alice"))).code == "not_allowed"
+    assert (
+        rejected(await pipeline.decide(users.message("u-mod", "/ban alice"))).code == "not_allowed"
+    )
     assert (
         rejected(await pipeline.decide(users.message(users.owner, "/ban nobody"))).code
         == "unknown_user"

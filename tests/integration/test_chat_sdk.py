@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chat.worker import ChatWorker
 from common.settings import Settings
+from events.catalog import ChatMessage, ChatUser, encode_event
 from tests.integration.chat_helpers import XSS_PAYLOADS
 from tests.integration.chat_stack import (
     DEADLINE_S,
@@ -34,7 +35,6 @@ from tests.integration.chat_stack import (
     register,
     start_gateway,
     start_worker,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,8 @@ async def test_jwt_and_anonymous_clients_chat(stack: Stack) -> None:
             data = await listener.next()
             assert data["text"] == "hello chat"
             assert data["user"] == {"id": stack.alice.id, "name": "alice"}
-            assert isinstance(data["ts"], int) and data["id"]
+            assert isinstance(data["ts"], int)
+            assert data["id"]
         with pytest.raises(centrifuge.ReplyError) as refused:
             await viewer.sub.publish({"text": "let me in"})
         assert (refused.value.code, refused.value.message) == (103, "permission denied")
@@ -137,7 +138,8 @@ async def test_recovery_after_a_reconnect(stack: Stack) -> None:
         await bob.client.connect()
         assert [m["text"] for m in await bob.messages(2)] == ["missed 1", "missed 2"]
         last = bob.subscribed[-1]
-        assert last.was_recovering and last.recovered
+        assert last.was_recovering
+        assert last.recovered
     finally:
         await alice.close()
         await bob.close()
@@ -221,7 +223,8 @@ async def test_xss_payloads_travel_as_inert_text(stack: Stack) -> None:
         wire = "\n".join(raw_frames)
         # JSON-escaped only as JSON requires; never HTML-escaped.
         assert "<img src=x onerror=alert(1)>" in wire
-        assert "&lt;img" not in wire and "\\u003c" not in wire
+        assert "&lt;img" not in wire
+        assert "\\u003c" not in wire
     finally:
         await owner.close()
 
@@ -321,20 +324,30 @@ async def test_oversize_frames_close_and_malformed_json_disconnects(stack: Stack
         await ws.send("x" * (64 * 1024 + 1))
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
     async with ws_connect(stack.gateway.ws_url) as ws:
         await ws.send('{"id":1,"connect":{}}\n{"id":2,"subscribe":')
-        replies = []
-        with pytest.raises(ConnectionClosed) as closed:
+        replies: list[str | bytes] = []
+
+        async def read_all() -> None:
             while True:
                 replies.append(await ws.recv())
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 3501
+
+        with pytest.raises(ConnectionClosed) as closed:
+            await read_all()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 3501
         assert replies == []  # a frame with a bad line is refused whole
 
 
-async def test_sdk_survives_server_pings(settings: Settings, database_url: str, event_streams: JetStreamContext) -> None:
+async def test_sdk_survives_server_pings(
+    settings: Settings, database_url: str, event_streams: JetStreamContext
+) -> None:
     """Pings every second, pong within a second: the SDK answers; a silent client is cut."""
-    config = chat_settings(settings, database_url, chat_ping_interval_s=1.0, chat_pong_timeout_s=1.0)
+    config = chat_settings(
+        settings, database_url, chat_ping_interval_s=1.0, chat_pong_timeout_s=1.0
+    )
     async with start_worker(config), start_gateway(config) as gateway:
         listener = await listen(gateway.ws_url, "chat:pings")
         try:
@@ -349,3 +362,29 @@ async def test_sdk_survives_server_pings(settings: Settings, database_url: str, 
             assert listener.client.state == centrifuge.ClientState.CONNECTED
         finally:
             await listener.close()
+
+
+async def test_a_redelivered_chat_message_shows_once(stack: Stack, js: JetStreamContext) -> None:
+    """The same chat.message stored twice (a redelivery past JetStream's duplicate
+    window looks like this): decided once, delivered once."""
+    viewer = await stack.listen()
+    alice = await stack.listen(stack.alice)
+    try:
+        message = ChatMessage(
+            message_id="m-redelivered",
+            stream_id=stack.streamer.stream_id,
+            user=ChatUser(id=stack.alice.id, name="alice"),
+            text="said once",
+        )
+        for copy in ("a", "b"):  # different Nats-Msg-Id: JetStream keeps both
+            ack = await js.publish(
+                message.subject(), encode_event(message), headers={"Nats-Msg-Id": f"{copy}"}
+            )
+            assert not ack.duplicate
+        await alice.sub.publish({"text": "after"})
+        texts = [m["text"] for m in await viewer.messages(2)]
+        assert texts == ["said once", "after"]
+        assert viewer.offsets == [1, 2]
+    finally:
+        await viewer.close()
+        await alice.close()

@@ -135,6 +135,18 @@ async def test_replay_stops_at_the_snapshot_taken_before_it_started(
     assert seen == [p.seq for p in history]
 
 
+async def test_replay_ends_even_if_its_last_message_is_deleted_meanwhile(
+    event_streams: JetStreamContext, history: list[Published]
+) -> None:
+    seen: list[int] = []
+    async with StoredReader(event_streams, SUBJECT, from_seq=history[-10].seq) as reader:
+        assert reader.last_seq == history[-1].seq  # the snapshot: the last match
+        await event_streams.delete_msg("CHAT", reader.last_seq)
+        async for record in reader:
+            seen.append(record.seq)
+    assert seen == [p.seq for p in history[-10:-1]]
+
+
 async def test_replay_of_a_subject_in_no_stream_is_refused(event_streams: JetStreamContext) -> None:
     with pytest.raises(ReplayError, match="no stream stores"):
         await _replayed_subject(event_streams, "nowhere.>")

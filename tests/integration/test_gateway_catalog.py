@@ -240,6 +240,32 @@ async def test_an_undecodable_event_is_skipped_not_stuck(
     assert (await dump(sessions))["videos"] == rows_of([good])["videos"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_stop_is_prompt_while_a_batch_waits_for_the_database(
+    event_streams: JetStreamContext, db_engine: AsyncEngine
+) -> None:
+    """A cancellation inside a query must end the task (SQLAlchemy reports it as a lost
+    connection, common.db as DatabaseUnavailable: an Exception a retry loop would eat)."""
+    entered = asyncio.Event()
+
+    class Watched(async_sessionmaker[AsyncSession]):
+        def begin(self) -> Any:
+            entered.set()
+            return super().begin()
+
+    projector = CatalogProjector(event_streams, Watched(db_engine), idle_timeout_s=0.5)
+    await projector.start()
+    try:
+        async with db_engine.connect() as blocker:
+            await blocker.exec_driver_sql("BEGIN IMMEDIATE")  # hold SQLite's write lock
+            await publish(event_streams, scenario()[:1])
+            await asyncio.wait_for(entered.wait(), DEADLINE_S)  # a batch waits on the lock
+            await asyncio.wait_for(projector.stop(), 5.0)
+            await blocker.rollback()
+    finally:
+        await projector.stop()
+
+
 # --- rebuild --------------------------------------------------------------------------
 
 

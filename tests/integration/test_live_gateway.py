@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import httpx
@@ -63,7 +64,9 @@ def client_for(live: LiveService) -> httpx.AsyncClient:
     app = Litestar(
         route_handlers=routers, exception_handlers=exception_handlers(), state=State({"live": live})
     )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=cast(Any, app)), base_url="http://gw"
+    )
 
 
 def last_part(live: LiveService) -> tuple[int, int]:
@@ -95,7 +98,8 @@ async def test_two_gateways_serve_the_same_playlist(
         b = gateway_b
         playlist_a = gateway_a.state.playlist(STREAM)
         playlist_b = b.state.playlist(STREAM)
-        assert playlist_a is not None and playlist_b is not None
+        assert playlist_a is not None
+        assert playlist_b is not None
         assert render(playlist_b) == render(playlist_a)
 
         # Blocking reload at A for the part after the last one: answered when it lands.
@@ -121,7 +125,8 @@ async def test_two_gateways_serve_the_same_playlist(
             "stream.ended at both gateways",
         )
         final_a, final_b = gateway_a.state.playlist(STREAM), b.state.playlist(STREAM)
-        assert final_a is not None and final_b is not None
+        assert final_a is not None
+        assert final_b is not None
         text = render(final_a)
         assert render(final_b) == text
         assert text.endswith("#EXT-X-ENDLIST\n")
@@ -131,9 +136,11 @@ async def test_two_gateways_serve_the_same_playlist(
         async with client_for(b) as http:
             init = (await http.get(f"/live/{STREAM}/{SESSION}/init.mp4")).content
             uris = re.findall(r"^(\S+\.m4s)$", text, re.MULTILINE)
-            body = init + b"".join([(await http.get(f"/live/{STREAM}/{uri}")).content for uri in uris])
-        with av.open(io.BytesIO(body), format="mp4") as container:
-            frames = sum(1 for _ in container.decode(container.streams.video[0]))
+            body = init + b"".join(
+                [(await http.get(f"/live/{STREAM}/{uri}")).content for uri in uris]
+            )
+        with av.open(io.BytesIO(body), mode="r", format="mp4") as container:
+            frames = len(list(container.decode(container.streams.video[0])))
         assert frames == 180
     finally:
         await stop_live(gateway_a)

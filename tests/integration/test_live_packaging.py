@@ -57,9 +57,7 @@ def store(request: pytest.FixtureRequest) -> ObjectStore:
 
 
 async def stored_events(js: JetStreamContext, subject: str, stream: str) -> list[Event]:
-    return [
-        decode_event(message.data) async for message in iter_stored(js, subject, stream=stream)
-    ]
+    return [decode_event(message.data) async for message in iter_stored(js, subject, stream=stream)]
 
 
 async def test_broadcast_lands_in_the_store_then_on_the_bus(
@@ -100,7 +98,7 @@ async def test_broadcast_lands_in_the_store_then_on_the_bus(
 
     recording = await store.read(recorded[0].object_key)
     assert recording == init + b"".join([await store.read(s.object_key) for s in segments])
-    with av.open(io.BytesIO(recording), format="mp4") as container:
-        frames = sum(1 for _ in container.decode(container.streams.video[0]))
+    with av.open(io.BytesIO(recording), mode="r", format="mp4") as container:
+        frames = len(list(container.decode(container.streams.video[0])))
     assert frames == 90
     assert recorded[0].duration_s == pytest.approx(3.0, abs=1 / 30)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from fractions import Fraction
+import shutil
+import subprocess
 from pathlib import Path
 
 import av
 import msgspec
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from common.settings import Settings
 from common.store import ObjectStore
@@ -34,6 +35,7 @@ LADDER = ("1080p:5000", "720p:2800", "480p:1400", "360p:800", "240p:400")
 SOURCE_KEY = "uploads/clip-1/source.mp4"
 FPS = 30
 SECONDS = 3.0
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 
 
@@ -96,11 +98,10 @@ def _decode(path: Path) -> tuple[int, tuple[int, int], list[float], int]:
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         frames = list(container.decode(video))
-        start = frames[0].pts
+        times = [float(f.pts * f.time_base) for f in frames if f.pts is not None and f.time_base]
+        assert len(times) == len(frames)
         keyframes = [
-            round(float((f.pts - start) * (f.time_base or Fraction(1, 1))), 3)
-            for f in frames
-            if f.key_frame
+            round(time - times[0], 3) for time, f in zip(times, frames, strict=True) if f.key_frame
         ]
         size = (frames[0].width, frames[0].height)
     with av.open(str(path)) as container:
@@ -268,3 +269,41 @@ def _audio_only(path: Path) -> bytes:
         out.mux(sound.encode(frame))
         out.mux(sound.encode(None))
     return path.read_bytes()
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+async def test_a_rotated_phone_clip_comes_out_upright(
+    store: ObjectStore, job_settings: Settings, clip: bytes, tmp_path: Path
+) -> None:
+    """A landscape-coded clip with a 90° display matrix (a phone held upright) becomes
+    a portrait ladder, turned the way ffmpeg's own autorotate turns it."""
+    source = tmp_path / "source.mp4"
+    source.write_bytes(clip)
+    rotated = tmp_path / "rotated.mp4"
+    await asyncio.to_thread(
+        _ffmpeg, "-i", str(source), "-c", "copy", "-metadata:s:v", "rotate=90", str(rotated)
+    )
+    await store.put("uploads/rot/source.mp4", rotated.read_bytes())
+    result, _ = await _run(job_settings, "rot", "uploads/rot/source.mp4")
+    assert [(r.name, r.width, r.height) for r in result.renditions] == [
+        ("360p", 360, 640),
+        ("240p", 240, 426),
+    ]
+    poster = Image.open(io.BytesIO(await store.read(result.poster_key)))
+    assert poster.size == (360, 640)
+
+    path, _ = await _rendition_file(store, "vod/rot/360p/", tmp_path)
+    reference = tmp_path / "reference.png"
+    await asyncio.to_thread(
+        _ffmpeg, "-i", str(rotated), "-frames:v", "1", "-s", "360x640", str(reference)
+    )
+    with av.open(str(path)) as container:
+        ours = next(container.decode(video=0)).to_image().convert("L")  # type: ignore[no-untyped-call]
+    theirs = Image.open(reference).convert("L")
+    upright = ImageStat.Stat(ImageChops.difference(ours, theirs)).mean[0]
+    turned = ImageStat.Stat(ImageChops.difference(ours, theirs.rotate(180))).mean[0]
+    assert upright < 3 < turned
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)

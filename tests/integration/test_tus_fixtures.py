@@ -20,6 +20,7 @@ import contextlib
 import fractions
 import hashlib
 import io
+import os
 import socket
 import struct
 import time
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import httpx
@@ -139,12 +140,13 @@ class EventLog:
 def uploads_wired() -> Iterator[None]:
     """Plug the upload feature into the gateway as gateway/app.py and bus.py will."""
     added: list[tuple[list[Any], Any]] = []
-    for target, item in (
-        (gateway_app_module.ROUTE_HANDLERS, tus_router),
-        (gateway_app_module.ROUTE_HANDLERS, upload_api_router),
-        (gateway_app_module.LIFESPAN_HOOKS, uploads_lifespan),
-        (gateway_bus.SUBSCRIBERS, upload_status_subscribers),
-    ):
+    wanted: list[tuple[list[Any], Any]] = [
+        (cast(list[Any], gateway_app_module.ROUTE_HANDLERS), tus_router),
+        (cast(list[Any], gateway_app_module.ROUTE_HANDLERS), upload_api_router),
+        (cast(list[Any], gateway_app_module.LIFESPAN_HOOKS), uploads_lifespan),
+        (cast(list[Any], gateway_bus.SUBSCRIBERS), upload_status_subscribers),
+    ]
+    for target, item in wanted:
         if item not in target:
             target.append(item)
             added.append((target, item))
@@ -162,7 +164,12 @@ def uploads_wired() -> Iterator[None]:
 async def serving(settings: Settings, port: int) -> AsyncIterator[Litestar]:
     """The gateway app (uploads wired) under uvicorn on 127.0.0.1:port."""
     with uploads_wired():
-        app = create_app(settings)
+        async with _serve_app(create_app(settings), port) as app:
+            yield app
+
+
+@contextlib.asynccontextmanager
+async def _serve_app(app: Litestar, port: int) -> AsyncIterator[Litestar]:
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -174,7 +181,6 @@ async def serving(settings: Settings, port: int) -> AsyncIterator[Litestar]:
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name=f"gateway-{port}")
     try:
         await wait_until(
@@ -201,6 +207,7 @@ class UploadStack:
     bob: GatewayUser
     uploader: UploaderServices | None
     client: httpx.AsyncClient
+    js: JetStreamContext
     extra_urls: list[str] = field(default_factory=list)
 
     def files(self, upload_id: str = "") -> str:
@@ -209,27 +216,24 @@ class UploadStack:
 
 class StackFactory:
     def __init__(
-        self, request: pytest.FixtureRequest, settings: Settings, database_url: str, js: Any
+        self,
+        settings: Settings,
+        database_url: str,
+        js: Any,
+        stores: dict[str, dict[str, Any]],
     ) -> None:
-        self._request = request
         self._settings = settings
         self._database_url = database_url
         self._js = js
+        self._stores = stores
         self._exit = contextlib.AsyncExitStack()
 
     def _store_settings(self, backend: str) -> dict[str, Any]:
-        if backend == "local":
-            return {"store_backend": "local"}
-        s3_store = self._request.getfixturevalue("s3_store")
-        minio = self._request.getfixturevalue("minio_server")
-        return {
-            "store_backend": "s3",
-            "s3_endpoint": minio.endpoint,
-            "s3_access_key": minio.access_key,
-            "s3_secret_key": minio.secret_key,
-            "s3_bucket": s3_store.bucket,
-            "s3_region": minio.region,
-        }
+        if backend not in self._stores:
+            raise AssertionError(
+                f"store {backend!r} not prepared: parametrize the test with backend={backend!r}"
+            )
+        return self._stores[backend]
 
     async def start(
         self,
@@ -240,15 +244,15 @@ class StackFactory:
         **overrides: Any,
     ) -> UploadStack:
         port = free_port()
-        settings = msgspec.structs.replace(
-            self._settings,
-            database_url=self._database_url,
-            public_url=f"http://127.0.0.1:{port}",
-            http_port=port,
-            log_level="WARNING",
+        values: dict[str, Any] = {
+            "database_url": self._database_url,
+            "public_url": f"http://127.0.0.1:{port}",
+            "http_port": port,
+            "log_level": "WARNING",
             **self._store_settings(backend),
             **overrides,
-        )
+        }
+        settings = msgspec.structs.replace(self._settings, **values)
         app = await self._exit.enter_async_context(serving(settings, port))
         url = settings.public_url
         extra = []
@@ -281,6 +285,7 @@ class StackFactory:
             bob=bob,
             uploader=uploader,
             client=client,
+            js=self._js,
             extra_urls=extra,
         )
 
@@ -288,14 +293,35 @@ class StackFactory:
         await self._exit.aclose()
 
 
+@pytest.fixture(name="store_choices")
+def store_choices_fixture(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    """Settings for each store a test may start: the folder store always, MinIO when
+    the test is parametrized with ``backend="s3"``. Sync on purpose: it resolves the
+    async ``s3_store`` fixture, which pytest-asyncio cannot do from a running loop."""
+    choices: dict[str, dict[str, Any]] = {"local": {"store_backend": "local"}}
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "s3":
+        s3_store = request.getfixturevalue("s3_store")
+        minio = request.getfixturevalue("minio_server")
+        choices["s3"] = {
+            "store_backend": "s3",
+            "s3_endpoint": minio.endpoint,
+            "s3_access_key": minio.access_key,
+            "s3_secret_key": minio.secret_key,
+            "s3_bucket": s3_store.bucket,
+            "s3_region": minio.region,
+        }
+    return choices
+
+
 @pytest.fixture(name="upload_stack")
 async def upload_stack_fixture(
-    request: pytest.FixtureRequest,
+    store_choices: dict[str, dict[str, Any]],
     settings: Settings,
     database_url: str,
     event_streams: JetStreamContext,
 ) -> AsyncIterator[StackFactory]:
-    factory = StackFactory(request, settings, database_url, event_streams)
+    factory = StackFactory(settings, database_url, event_streams, store_choices)
     try:
         yield factory
     finally:
@@ -318,6 +344,12 @@ def user_with_token(app: Litestar, name: str) -> GatewayUser:
 
 
 # --- tus over httpx ------------------------------------------------------------------
+
+
+async def drained(stack: UploadStack, stream: str, durable: str) -> bool:
+    """The durable consumer has been handed everything and acked it all."""
+    info = await stack.js.consumer_info(stream, durable)
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
 
 def auth(user: GatewayUser, **extra: str) -> dict[str, str]:
@@ -501,6 +533,17 @@ def make_mp4(width: int = 64, height: int = 48, seconds: float = 1.0, fps: int =
         for packet in audio.encode():
             out.mux(packet)
     return buffer.getvalue()
+
+
+def padded_mp4(total_size: int) -> bytes:
+    """A real MP4 grown to ``total_size`` bytes by a trailing ``free`` box (ISO/IEC
+    14496-12 §8.1.2: demuxers skip it), so size tests need no big encode."""
+    video = make_mp4()
+    room = total_size - len(video)
+    assert room >= 8, "total_size must exceed the bare video by a box header"
+    filler = os.urandom(min(room - 8, MiB))
+    body = (filler * ((room - 8) // max(len(filler), 1) + 1))[: room - 8]
+    return video + struct.pack(">I4s", room, b"free") + body
 
 
 def _find_box(data: bytes, path: list[bytes], start: int = 0, end: int | None = None) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import socket
+import struct
 
 import httpx
 import pytest
@@ -31,7 +33,8 @@ from tests.integration.test_tus_fixtures import (
     held_patch,
     meta,
     patch,
-    upload_stack_fixture,  # noqa: F401 - provides the upload_stack fixture
+    store_choices_fixture,  # noqa: F401 - fixture
+    upload_stack_fixture,  # noqa: F401 - fixture
     wait_until,
 )
 
@@ -81,6 +84,7 @@ async def test_every_other_request_needs_a_token(stack: UploadStack) -> None:
     ):
         response = await stack.client.request(method, path, headers={"Tus-Resumable": "1.0.0"})
         assert response.status_code == 401, (method, response.text)
+        assert response.headers["tus-resumable"] == "1.0.0"
     forged = {"Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJ1c2VyX2lkIjoieCJ9."}
     response = await stack.client.post("/files/", headers={**forged, "Upload-Length": "1"})
     assert response.status_code == 401
@@ -360,6 +364,24 @@ async def test_a_cut_patch_keeps_what_arrived_and_the_upload_resumes(stack: Uplo
     assert (chunk.offset, chunk.length) == (0, 3 * MiB + 7)
     offset = await head_offset(stack, stack.alice, upload_id)
     assert offset == 3 * MiB + 7
+    response = await patch(stack, stack.alice, upload_id, offset, data[offset:])
+    assert response.headers["upload-offset"] == str(len(data))
+
+
+async def test_a_reset_connection_keeps_what_arrived(stack: UploadStack) -> None:
+    data = bytes(range(256)) * (24 * 1024)  # 6 MiB
+    upload_id = await create(stack, stack.alice, len(data))
+    sent = 2 * MiB + 3
+    async with held_patch(stack, stack.alice, upload_id, 0, data[:sent], len(data)) as sock:
+        await wait_until(lambda: _locked(stack, upload_id), what="the PATCH to start")
+        # RST instead of FIN: whatever the kernels still held in flight is lost.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await wait_until(lambda: _unlocked(stack, upload_id), what="the reset PATCH to end")
+    offset = await head_offset(stack, stack.alice, upload_id)
+    assert 0 <= offset <= sent  # bytes may be lost, never invented
+    if offset:
+        chunk = await stack.events.wait_for(ChunkUploaded, upload_id=upload_id)
+        assert (chunk.offset, chunk.length) == (0, offset)
     response = await patch(stack, stack.alice, upload_id, offset, data[offset:])
     assert response.headers["upload-offset"] == str(len(data))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import msgspec
@@ -57,7 +58,7 @@ async def client(store: ObjectStore) -> AsyncIterator[httpx.AsyncClient]:
         exception_handlers=exception_handlers(),
         state=State({VOD_STATE_KEY: store}),
     )
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=cast(Any, app))
     async with httpx.AsyncClient(transport=transport, base_url="http://vod.test") as http:
         yield http
 
@@ -222,7 +223,7 @@ async def test_the_store_comes_from_the_lifespan(tmp_path: Path, settings: Setti
         store = app.state[VOD_STATE_KEY]
         assert isinstance(store, ObjectStore)
         await store.put("vod/v9/master.m3u8", MASTER)
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=cast(Any, app))
         async with httpx.AsyncClient(transport=transport, base_url="http://vod.test") as http:
             assert (await http.get("/vod/v9/master.m3u8")).content == MASTER
     assert app.state[VOD_STATE_KEY] is None

@@ -46,9 +46,14 @@ CSID_VIDEO = 6
 CSID_DATA = 6
 
 
+_DETERMINISTIC = bytes(i * 7 % 251 for i in range(4 * HANDSHAKE_SIZE))
+
+
 def det_random(size: int) -> bytes:
     """Deterministic "random" bytes, so handshakes replay byte for byte."""
-    return bytes(i * 7 % 251 for i in range(size))
+    if size > len(_DETERMINISTIC):
+        raise ValueError(f"det_random serves up to {len(_DETERMINISTIC)} bytes")
+    return _DETERMINISTIC[:size]
 
 
 def plain_c0c1(time: int = 0) -> bytes:

@@ -98,7 +98,7 @@ def test_parse_errors_are_precise(data: str, message: str) -> None:
 
 
 def test_too_many_commands_in_one_frame() -> None:
-    data = "\n".join('{"id":%d,"ping":{}}' % i for i in range(1, MAX_COMMANDS_PER_FRAME + 2))
+    data = "\n".join(f'{{"id":{i},"ping":{{}}}}' for i in range(1, MAX_COMMANDS_PER_FRAME + 2))
     with pytest.raises(ProtocolError, match="more than 256 commands"):
         parse_frame(data)
 
@@ -245,7 +245,12 @@ def test_subscribe_flow_and_errors() -> None:
 def test_subscribe_with_recovery_position() -> None:
     session = connected()
     actions = session.receive(
-        frame({"id": 2, "subscribe": {"channel": "chat:a", "recover": True, "offset": 9, "epoch": "e"}})
+        frame(
+            {
+                "id": 2,
+                "subscribe": {"channel": "chat:a", "recover": True, "offset": 9, "epoch": "e"},
+            }
+        )
     )
     assert actions == [Subscribe(2, "chat:a", "a", StreamPosition(offset=9, epoch="e"))]
 
@@ -346,7 +351,9 @@ def test_publishes_in_flight_are_bounded() -> None:
     session = connected()
     command = {"channel": "chat:a", "data": {"text": "hi"}}
     for number in range(MAX_PUBLISHES_IN_FLIGHT):
-        assert isinstance(session.receive(frame({"id": 10 + number, "publish": command}))[0], Publish)
+        assert isinstance(
+            session.receive(frame({"id": 10 + number, "publish": command}))[0], Publish
+        )
     assert writes(session.receive(frame({"id": 99, "publish": command}))) == [
         {"id": 99, "error": {"code": 111, "message": "too many requests", "temporary": True}}
     ]
@@ -356,7 +363,12 @@ def test_history_and_presence_stats() -> None:
     session = connected()
     since = {"offset": 4, "epoch": "e"}
     assert session.receive(
-        frame({"id": 2, "history": {"channel": "chat:a", "limit": 1000, "since": since, "reverse": True}})
+        frame(
+            {
+                "id": 2,
+                "history": {"channel": "chat:a", "limit": 1000, "since": since, "reverse": True},
+            }
+        )
     ) == [History(2, "chat:a", "a", 100, StreamPosition(offset=4, epoch="e"), True)]
     assert json.loads(session.history(2, HistoryResult(epoch="e", offset=4))) == {
         "id": 2,

@@ -122,7 +122,10 @@ def test_avc_decoder_configuration_records() -> None:
         (AVC_CONFIG[:30], "AVC sequence header: truncated before the PPS count"),
         (AVC_CONFIG[:30] + b"\x00", "AVC sequence header: needs at least one SPS and one PPS"),
         (AVC_CONFIG[:32], "AVC sequence header: PPS 0 length truncated"),
-        (b"\x01\x42\xc0\x0a\xff\xe1\x00\x00", "AVC sequence header: SPS 0 declares 0 bytes, 0 left"),
+        (
+            b"\x01\x42\xc0\x0a\xff\xe1\x00\x00",
+            "AVC sequence header: SPS 0 declares 0 bytes, 0 left",
+        ),
     ],
 )
 def test_avc_decoder_configuration_refusals(data: bytes, message: str) -> None:
@@ -145,7 +148,8 @@ def test_audio_specific_configs(
     data: bytes, object_type: int, rate: int, channels: int, codec: str
 ) -> None:
     config = AudioSpecificConfig.parse(data)
-    assert (config.object_type, config.sample_rate, config.channels) == (object_type, rate, channels)
+    assert config.object_type == object_type
+    assert (config.sample_rate, config.channels) == (rate, channels)
     assert config.codec == codec
     assert bytes(config) == data
 

@@ -132,15 +132,21 @@ def test_golden_playlist() -> None:
     assert render(state_of(broadcast(5, extra_parts=2, td=1.0), window_s=4.0)) == GOLDEN
 
 
+def _find(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match is not None, f"{pattern} not in playlist"
+    return match.group(1)
+
+
 def validate_ll_hls(text: str) -> None:
     """The LL-HLS rules of NOTES.md / RFC 8216bis, checked on rendered text."""
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
     tags = {line.split(":", 1)[0] for line in lines}
-    assert int(re.search(r"#EXT-X-VERSION:(\d+)", text).group(1)) >= 9  # type: ignore[union-attr]
-    target = int(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text).group(1))  # type: ignore[union-attr]
-    part_target = float(re.search(r"PART-TARGET=([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    hold_back = float(re.search(r"PART-HOLD-BACK=([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    assert int(_find(r"#EXT-X-VERSION:(\d+)", text)) >= 9
+    target = int(_find(r"#EXT-X-TARGETDURATION:(\d+)", text))
+    part_target = float(_find(r"PART-TARGET=([\d.]+)", text))
+    hold_back = float(_find(r"PART-HOLD-BACK=([\d.]+)", text))
     assert "CAN-BLOCK-RELOAD=YES" in text
     assert hold_back >= 3 * part_target - 1e-9  # §4.4.3.8 SHOULD (MUST ≥ 2x)
     assert "#EXT-X-MAP" in tags
@@ -153,11 +159,11 @@ def validate_ll_hls(text: str) -> None:
             assert not pending, "PROGRAM-DATE-TIME after a part of its segment (§4.4.4.9)"
             saw_pdt = True
         elif line.startswith("#EXT-X-PART:"):
-            duration = float(re.search(r"DURATION=([\d.]+)", line).group(1))  # type: ignore[union-attr]
+            duration = float(_find(r"DURATION=([\d.]+)", line))
             pending.append((duration, "INDEPENDENT=YES" in line))
         elif line.startswith("#EXTINF:"):
             assert round(float(line[8:].rstrip(","))) <= target
-            for duration, independent in pending:
+            for duration, _ in pending:
                 assert duration <= part_target
             for duration, independent in pending[:-1]:
                 assert independent or duration >= 0.85 * part_target
@@ -209,7 +215,7 @@ def test_in_progress_parts_stop_at_the_first_missing_one() -> None:
     events = [*broadcast(1), part(1, 0), part(1, 2)]
     text = render(state_of(events))
     assert 'URI="sess/part1.0.m4s"' in text
-    assert "part1.2" not in text.replace("PRELOAD-HINT:TYPE=PART,URI=\"sess/part1.1", "")
+    assert "part1.2" not in text.replace('PRELOAD-HINT:TYPE=PART,URI="sess/part1.1', "")
 
 
 def test_any_event_order_renders_the_same() -> None:

@@ -13,6 +13,7 @@ from gateway.live.reload import (
     parse_directives,
     verdict,
 )
+from gateway.live.state import SessionPlaylist
 from tests.unit.test_llhls_playlist import broadcast, part, state_of
 
 pytestmark = pytest.mark.unit
@@ -36,7 +37,7 @@ def test_advance_part_limit() -> None:
 
 
 @pytest.fixture
-def live():  # type: ignore[no-untyped-def]
+def live() -> SessionPlaylist:
     # Segments 0..3 complete (5 parts each), parts 0 and 1 of segment 4.
     return state_of(broadcast(4, extra_parts=2))
 
@@ -61,7 +62,9 @@ def live():  # type: ignore[no-untyped-def]
         (0, 0, Verdict.READY),
     ],
 )
-def test_verdicts(live, msn: int | None, part: int | None, expected: Verdict) -> None:  # type: ignore[no-untyped-def]
+def test_verdicts(
+    live: SessionPlaylist, msn: int | None, part: int | None, expected: Verdict
+) -> None:
     assert verdict(live, Directives(msn, part)) is expected
 
 

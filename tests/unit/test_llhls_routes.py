@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -45,7 +46,7 @@ async def client(live: LiveService) -> AsyncIterator[httpx.AsyncClient]:
     )
     # httpx's ASGI transport runs the app on this test's event loop (litestar's
     # AsyncTestClient runs it on a portal thread, where blocking waits cannot be woken).
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=cast(Any, app))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
 

@@ -58,11 +58,13 @@ def test_audio_only_init_and_fragment_layout() -> None:
     assert (ftyp.kind, moov.kind) == ("ftyp", "moov")
     assert [b.kind for b in child_boxes(moov)] == ["mvhd", "trak", "mvex"]
 
-    samples = [fmp4.Sample(dts=1024 * i, duration=1024, data=bytes([i]) * (10 + i)) for i in range(3)]
+    samples = [
+        fmp4.Sample(dts=1024 * i, duration=1024, data=bytes([i]) * (10 + i)) for i in range(3)
+    ]
     moof, mdat = iter_boxes(fmp4.fragment(7, [], samples))
     mfhd, traf = child_boxes(moof)
     assert struct.unpack(">I", mfhd.payload[4:8]) == (7,)
-    tfhd, tfdt, trun = child_boxes(traf)
+    _tfhd, tfdt, trun = child_boxes(traf)
     assert struct.unpack(">IQ", tfdt.payload) == (1 << 24, 0)  # version 1, time 0
     count, offset = struct.unpack(">Ii", trun.payload[4:12])
     assert count == 3

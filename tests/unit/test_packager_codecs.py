@@ -27,7 +27,9 @@ def _avcc_of(path: Path) -> bytes:
     [(1920, 1080, 30), (640, 360, 25), (1280, 720, 60), (426, 240, 24)],
 )
 def test_sps_size_and_rate_from_x264(tmp_path: Path, width: int, height: int, fps: int) -> None:
-    flv = make_flv(tmp_path / "v.flv", seconds=0.2, width=width, height=height, fps=fps, audio=False)
+    flv = make_flv(
+        tmp_path / "v.flv", seconds=0.2, width=width, height=height, fps=fps, audio=False
+    )
     config = AvcConfig.parse(_avcc_of(flv))
     # 1080 is coded as 1088 and cropped (H.264 §7.4.2.1.1 frame_crop_*).
     assert (config.sps.width, config.sps.height) == (width, height)
@@ -75,7 +77,11 @@ def test_exp_golomb_and_emulation_prevention() -> None:
 )
 def test_audio_specific_config(asc: bytes, object_type: int, rate: int, channels: int) -> None:
     config = AacConfig.parse(asc)
-    assert (config.object_type, config.sample_rate, config.channels) == (object_type, rate, channels)
+    assert (config.object_type, config.sample_rate, config.channels) == (
+        object_type,
+        rate,
+        channels,
+    )
     assert config.codec_string == f"mp4a.40.{object_type}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import pytest
@@ -60,7 +61,7 @@ def check_rules(cuts: list[Cut], cfg: CutterConfig, td: int) -> None:
     parts = [c for c in cuts if isinstance(c, PartClosed)]
     segments = [c for c in cuts if isinstance(c, SegmentClosed)]
     # Contiguous, in order, except across a real hole in the input.
-    for before, after in zip(parts, parts[1:], strict=False):
+    for before, after in itertools.pairwise(parts):
         assert after.start == before.end or after.start - before.end > cfg.max_pull
     # §4.4.4.9: every part ≤ PART-TARGET; ≥ 85 % unless independent or last of segment.
     last_parts = {(s.sequence, s.part_count - 1) for s in segments}
@@ -89,7 +90,9 @@ def check_rules(cuts: list[Cut], cfg: CutterConfig, td: int) -> None:
         (0.2, 15, 0.136),  # 3 frames = 0.2 exactly leaves no room for jitter: 2
     ],
 )
-def test_declared_part_target_is_whole_frames(configured: float, fps: float, declared: float) -> None:
+def test_declared_part_target_is_whole_frames(
+    configured: float, fps: float, declared: float
+) -> None:
     assert choose_part_target(configured, 1 / fps) == pytest.approx(declared)
 
 
@@ -158,7 +161,7 @@ def test_gop_longer_than_target_duration_forces_cuts_then_resyncs() -> None:
     assert all(s.duration < 2.5 * TIMESCALE for s in segments)
     starts = [s.start for s in segments]
     # The keyframe at 8 s starts a segment again.
-    keyframe_8s = round(8000 * 90)
+    keyframe_8s = 8000 * 90
     assert keyframe_8s in starts
     assert segments[starts.index(keyframe_8s)].independent
     assert not all(s.independent for s in segments)

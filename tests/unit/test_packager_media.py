@@ -7,6 +7,7 @@ The FLV's tags are parsed here into the sink calls the RTMP server makes
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -79,26 +80,27 @@ def decode(blob: bytes) -> tuple[list[float], list[bool], int, float]:
     times: list[float] = []
     keys: list[bool] = []
     audio_frames, audio_end = 0, 0.0
-    with av.open(io.BytesIO(blob), format="mp4") as container:
+    with av.open(io.BytesIO(blob), mode="r", format="mp4") as container:
         if container.streams.video:
             for frame in container.decode(container.streams.video[0]):
                 assert frame.time is not None
                 times.append(frame.time)
                 keys.append(frame.key_frame)
-    with av.open(io.BytesIO(blob), format="mp4") as container:
+    with av.open(io.BytesIO(blob), mode="r", format="mp4") as container:
         if container.streams.audio:
             for packet in container.demux(container.streams.audio[0]):
                 if packet.size:
                     audio_frames += 1
-                    assert packet.pts is not None and packet.duration is not None
+                    assert packet.pts is not None
+                    assert packet.duration is not None
                     audio_end = float((packet.pts + packet.duration) * packet.time_base)
     return times, keys, audio_frames, audio_end
 
 
 def source_counts(path: Path) -> tuple[int, int]:
-    with av.open(str(path)) as container:
+    with av.open(str(path), mode="r") as container:
         video = sum(1 for p in container.demux(video=0) if p.size) if container.streams.video else 0
-    with av.open(str(path)) as container:
+    with av.open(str(path), mode="r") as container:
         audio = sum(1 for p in container.demux(audio=0) if p.size) if container.streams.audio else 0
     return video, audio
 
@@ -124,13 +126,13 @@ def test_parts_play_back_frame_exact(media: Path) -> None:
     assert blob == init.data + b"".join(s.data for s in segments)
     assert [b.kind for b in iter_boxes(blob)][:2] == ["ftyp", "moov"]
 
-    times, keys, audio_frames, audio_end = decode(blob)
+    times, _keys, audio_frames, audio_end = decode(blob)
     video_in, audio_in = source_counts(media)
     assert (len(times), audio_frames) == (video_in, audio_in) == (120, 188 + 1)
     # Presentation times are the publisher's (pts = dts + cts), one frame apart.
     ordered = sorted(times)
     assert ordered[0] == pytest.approx(0.0, abs=0.07)  # B-frame delay
-    steps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(ordered)]
     assert all(step == pytest.approx(1 / 30, abs=0.0015) for step in steps)
     # Durations: the playlist's (segments) and the media's agree within a frame.
     media_s = ordered[-1] - ordered[0] + 1 / 30
@@ -202,7 +204,7 @@ def test_broken_timestamps_are_survived(media: Path) -> None:
                 shift["audio"] = 2**32 - 2000
             sink.on_audio(dts + shift["audio"], data)
 
-    flvfile.replay(media, Mangler())  # type: ignore[arg-type]
+    flvfile.replay(media, Mangler())
     (init,) = sink.of(InitReady)
     parts: list[PartReady] = sink.of(PartReady)
     times, _, audio_frames, _ = decode(init.data + b"".join(p.data for p in parts))
@@ -217,7 +219,8 @@ def test_garbage_config_is_logged_not_raised(media: Path) -> None:
     sink.on_audio_config(b"\xff")
     flvfile.replay(media, sink)  # the real configs follow
     (init,) = sink.of(InitReady)
-    assert init.video_codec and init.audio_codec
+    assert init.video_codec
+    assert init.audio_codec
 
 
 def test_nothing_usable_produces_nothing() -> None:

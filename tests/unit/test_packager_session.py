@@ -118,6 +118,16 @@ async def test_failing_store_skips_media_not_the_session(tmp_path: Path, media: 
     assert not await store.exists(keys.segment_key("chan1", "sess1", 1))
 
 
+async def test_a_session_id_is_packaged_once_at_a_time(store: LocalStore) -> None:
+    packaging = LivePackaging(store, RecordingPublisher(store))
+    sink = packaging.create_session_sink("chan1", "dup", "user1")
+    with pytest.raises(ValueError, match="already being packaged"):
+        packaging.create_session_sink("chan1", "dup", "user1")
+    sink.close("publisher_left")
+    await asyncio.wait_for(sink.wait_closed(), 10)
+    assert packaging.sessions == {}
+
+
 async def test_publisher_failures_are_logged_not_raised(store: LocalStore, media: Path) -> None:
     class DownPublisher:
         calls = 0

@@ -11,8 +11,8 @@ from ingest.packager.timeline import SessionBase, TrackClock
 pytestmark = pytest.mark.unit
 
 
-def clock(base: SessionBase | None = None, **kwargs: object) -> TrackClock:
-    return TrackClock("video", base or SessionBase(), get_logger("test"), nominal_ms=33, **kwargs)  # type: ignore[arg-type]
+def clock(base: SessionBase | None = None) -> TrackClock:
+    return TrackClock("video", base or SessionBase(), get_logger("test"), nominal_ms=33)
 
 
 def test_first_sample_is_time_zero_for_every_track() -> None:

@@ -91,7 +91,7 @@ def test_the_3_byte_form_may_carry_small_ids() -> None:
 
 
 def test_basic_header_refuses_ids_outside_the_space() -> None:
-    with pytest.raises(ValueError, match="outside 2..65599"):
+    with pytest.raises(ValueError, match=r"outside 2\.\.65599"):
         encode_basic_header(0, 1)
 
 
@@ -380,7 +380,7 @@ def test_the_number_of_chunk_streams_is_capped() -> None:
 
 @pytest.mark.parametrize("size", [0, 0x80000000])
 def test_set_chunk_size_bounds(size: int) -> None:
-    with pytest.raises(ProtocolError, match="outside 1..2147483647"):
+    with pytest.raises(ProtocolError, match=r"outside 1\.\.2147483647"):
         ChunkReader().set_chunk_size(size)
 
 

@@ -64,6 +64,17 @@ def publishing() -> tuple[RTMPConnection, Publisher, ServerReplies]:
     return conn, client, replies
 
 
+def info(command: Command) -> dict[str, amf0.AMF0Value]:
+    """The info object an _result/_error/onStatus carries as its first argument."""
+    first = command.arguments[0]
+    assert isinstance(first, dict)
+    return first
+
+
+def state_of(conn: RTMPConnection) -> State:
+    return conn.state
+
+
 def error_of(conn: RTMPConnection, data: bytes) -> str:
     with pytest.raises(ProtocolError) as caught:
         drive(conn, data)
@@ -88,7 +99,7 @@ def test_a_whole_publish() -> None:
     assert SetChunkSize.parse(replies.messages[2].payload) == SetChunkSize(4096)
     result = replies.commands()[0]
     assert (result.name, result.transaction_id) == ("_result", 1.0)
-    assert result.arguments[0]["code"] == "NetConnection.Connect.Success"  # type: ignore[index]
+    assert info(result)["code"] == "NetConnection.Connect.Success"
 
     events = drive(conn, client.publish_setup("secret-key"), replies=replies)
     assert events == [StreamCreated(1), PublishRequested(1, "secret-key", "live", 5.0)]
@@ -107,8 +118,7 @@ def test_a_whole_publish() -> None:
     )
     on_status = replies.messages[-1]
     assert on_status.stream_id == 1
-    info = Command.parse(on_status.payload).arguments[0]
-    assert info == {
+    assert info(Command.parse(on_status.payload)) == {
         "level": "status",
         "code": "NetStream.Publish.Start",
         "description": "Publishing started.",
@@ -136,7 +146,7 @@ def test_a_whole_publish() -> None:
     assert conn.state is State.CONNECTED
     conn.receive_data(b"")
     assert isinstance(conn.next_event(), Closed)
-    assert conn.state is State.CLOSED
+    assert state_of(conn) is State.CLOSED
 
 
 def test_create_stream_hands_out_increasing_ids() -> None:
@@ -272,7 +282,7 @@ def test_reject_publish_goes_back_to_connected() -> None:
     events = drive(conn, client.publish_setup("bad"), accept_publish=False, replies=replies)
     assert isinstance(events[-1], PublishRequested)
     status = replies.commands()[-1]
-    assert status.arguments[0]["code"] == "NetStream.Publish.BadName"  # type: ignore[index]
+    assert info(status)["code"] == "NetStream.Publish.BadName"
     assert conn.state is State.CONNECTED
     events = drive(conn, client.command("publish", None, "good", "live", stream_id=1))
     assert events == [PublishRequested(1, "good", "live", 6.0)]
@@ -286,7 +296,7 @@ def test_unknown_commands_are_answered_with_error() -> None:
     assert events == [UnhandledCommand("play", 0, 2.0), UnhandledCommand("_checkbw", 0, 3.0)]
     errors = replies.commands()[1:]
     assert [(e.name, e.transaction_id) for e in errors] == [("_error", 2.0), ("_error", 3.0)]
-    assert errors[0].arguments[0]["code"] == "NetConnection.Call.Failed"  # type: ignore[index]
+    assert info(errors[0])["code"] == "NetConnection.Call.Failed"
 
 
 def test_acknowledgements_follow_the_peers_window() -> None:
@@ -425,5 +435,6 @@ def test_metadata_reaches_the_application_as_sent() -> None:
 def test_limits_are_the_connections() -> None:
     conn, client, _ = connected(limits=Limits(max_command_message=100))
     assert error_of(conn, client.command("x" * 200)) == (
-        "chunk stream 3: message of type 20 declares 213 bytes, over the 100-byte limit for that type"
+        "chunk stream 3: message of type 20 declares 213 bytes, over the 100-byte limit "
+        "for that type"
     )

@@ -13,10 +13,14 @@ from ingest.rtmp.events import MediaMessage, MetaData
 from ingest.rtmp.messages import MessageType
 from ingest.session import PublishSession, StreamClock
 from tests.unit.rtmp_peer import (
+    ASC_FFMPEG,
     AVC_CONFIG,
     FIXTURES,
+    Publisher,
     audio_tag,
+    c2_for,
     det_random,
+    digest_c0c1,
     drive,
     video_tag,
 )
@@ -192,3 +196,37 @@ async def test_stats_windows() -> None:
     assert bitrate == round((len(video_tag(0, AVC_CONFIG)) + 30 * 1000) * 8 / 1000 / 2, 1)
     fake.now += 1.0
     assert publish.take_stats() == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("start", [0xFFFFFF - 1_000, (1 << 32) - 1_000], ids=["2^24", "2^32"])
+async def test_long_streams_reach_the_sink_in_order(start: int) -> None:
+    """pyrtmp (b) end to end: a publisher 4 h 40 min in, and one 49.7 days in.
+
+    Multi-chunk video (extended timestamps repeated on every continuation chunk) and
+    type-3 audio, through the connection, the session and its clock, to the sink.
+    """
+    conn = RTMPConnection(random_bytes=det_random)
+    client = Publisher()
+    conn.receive_data(digest_c0c1())
+    conn.next_event()
+    s012 = conn.data_to_send()
+    wire = bytearray(c2_for(s012) + client.connect() + client.publish_setup("k"))
+    wire += client.media(VIDEO, start - 100, video_tag(0, AVC_CONFIG))
+    wire += client.media(AUDIO, start - 100, audio_tag(0, ASC_FFMPEG))
+    expected_video, expected_audio = [], []
+    for i in range(90):
+        ts = start + i * 23
+        wire += client.media(AUDIO, ts, audio_tag(1, b"\x21\x10\x04\x60\x8c\x1c"))
+        expected_audio.append(ts)
+        if i % 3 == 0:
+            wire += client.media(VIDEO, ts + 3, video_tag(1, bytes(600), keyframe=i == 0))
+            expected_video.append(ts + 3)
+    events = drive(conn, [bytes(wire[i : i + 1000]) for i in range(0, len(wire), 1000)])
+    sink = RecordingSink()
+    publish = session(sink)
+    for event in events:
+        if isinstance(event, MediaMessage):
+            await publish.on_media(event)
+    assert [call[1] for call in sink.of("video")] == expected_video
+    assert [call[1] for call in sink.of("audio")] == expected_audio
+    assert max(expected_audio) > start + 1_000  # past 2^24, or past 2^32 (unwrapped)

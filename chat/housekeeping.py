@@ -1,0 +1,59 @@
+"""Periodic clean-up a chat worker does: forget decisions no redelivery can need.
+
+A decided ``chat.message`` keeps its outcome (``chat_outcomes``) so a redelivery can
+re-send it. Redeliveries come within minutes (the consumer's ack wait and backoff); a
+day is a wide margin. A dead letter redriven later than that finds its claim and no
+outcome, and sends nothing again: its outcome went out the first time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from typing import Final
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from chat.models import OutcomeRow
+from common.logs import get_logger
+
+log = get_logger(__name__)
+
+KEEP_OUTCOMES: Final = dt.timedelta(days=1)
+EVERY_S: Final = 300.0
+
+
+async def prune_outcomes(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> int:
+    async with sessions.begin() as session:
+        result = await session.execute(
+            delete(OutcomeRow).where(OutcomeRow.created_at < now - KEEP_OUTCOMES)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class Housekeeper:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(EVERY_S)
+            try:
+                pruned = await prune_outcomes(self._sessions, dt.datetime.now(dt.UTC))
+                if pruned:
+                    log.info("pruned chat outcomes", rows=pruned)
+            except Exception:
+                log.exception("chat housekeeping failed")
