@@ -151,5 +151,14 @@ class EffectFlusher:
             try:
                 await self.flush_once()
             except Exception:
+                # SQLAlchemy turns a cancellation inside a database call into an error
+                # of its own (the connection is invalidated): stop() must still stop us.
+                if _cancelling():
+                    raise asyncio.CancelledError from None
                 log.exception("effect flush failed")
             await asyncio.sleep(FLUSH_EVERY_S)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

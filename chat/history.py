@@ -34,9 +34,7 @@ def _accepted(row: MessageRow, epoch: str) -> ChatAccepted:
     )
 
 
-async def _channel(
-    sessions: async_sessionmaker[AsyncSession], stream_id: str
-) -> ChannelRow | None:
+async def _channel(sessions: async_sessionmaker[AsyncSession], stream_id: str) -> ChannelRow | None:
     """The channel; a known streamer's is created on first sight, so the epoch its
     first subscribers get is the one its messages will carry (Centrifugo does the
     same: a stream's epoch exists before its first publication)."""

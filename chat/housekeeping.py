@@ -56,4 +56,8 @@ class Housekeeper:
                 if pruned:
                     log.info("pruned chat outcomes", rows=pruned)
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # A cancellation SQLAlchemy reported as a database error.
+                    raise asyncio.CancelledError from None
                 log.exception("chat housekeeping failed")

@@ -40,6 +40,12 @@ class ChatWorker:
         log.info("chat worker ready", nats=self.settings.resolved_nats_url)
 
     async def stop(self) -> None:
-        await self.service.stop()
-        await self.broker.stop()
-        await self.engine.dispose()
+        """Background tasks, then the consumers, then the database: each even if the
+        one before failed (a half-stopped worker would go on consuming)."""
+        try:
+            await self.service.stop()
+        finally:
+            try:
+                await self.broker.stop()
+            finally:
+                await self.engine.dispose()

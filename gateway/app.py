@@ -46,6 +46,7 @@ from gateway.live import routers as live_routers
 from gateway.metrics import ObservabilityMiddleware, mark_process_dead, metrics_endpoint
 from gateway.security import CORSMiddleware, allowed_origins, security_headers_hook
 from gateway.services import Services, provide_services
+from gateway.tus.wiring import tus_router, upload_api_router, uploads_lifespan
 from gateway.vod import routers as vod_routers
 from gateway.vod import vod_lifespan
 
@@ -61,9 +62,11 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     channels_router,
     *live_routers,
     *vod_routers,
+    tus_router,
+    upload_api_router,
 ]
 
-LIFESPAN_HOOKS: list[LifespanHook] = [live_lifespan, vod_lifespan]
+LIFESPAN_HOOKS: list[LifespanHook] = [live_lifespan, vod_lifespan, uploads_lifespan]
 
 
 @asynccontextmanager

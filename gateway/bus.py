@@ -21,6 +21,7 @@ from events.broker import create_broker as create_component_broker
 from events.catalog import ChannelKeyRotated, ChannelUpdated, StreamStopRequested, UserRegistered
 from events.declare import declare_publishes
 from events.envelope import Event
+from gateway.tus.wiring import UPLOADS_PUBLISHES, upload_status_subscribers
 
 COMPONENT = "gateway"
 CONTEXT_KEY = "gateway"
@@ -31,11 +32,12 @@ PUBLISHES: tuple[type[Event], ...] = (
     ChannelKeyRotated,
     ChannelUpdated,
     StreamStopRequested,
+    *UPLOADS_PUBLISHES,
 )
 
 Registrar = Callable[[NatsBroker], None]
 # One line per consuming feature, e.g. `catalog_subscribers` (gateway/projections).
-SUBSCRIBERS: list[Registrar] = []
+SUBSCRIBERS: list[Registrar] = [upload_status_subscribers]
 
 
 def create_broker(settings: Settings) -> NatsBroker:

@@ -279,7 +279,7 @@ class _Publisher:
                 "unknown application: publish to rtmp://HOST:1935/live with your stream key"
             )
         )
-        self.link.close(CloseKind.LOCAL, "unknown application")
+        self.link.close(CloseKind.LOCAL, "unknown application", linger=True)
 
     async def _on_publish(self, event: PublishRequested) -> None:
         server, link = self.server, self.link
@@ -384,7 +384,7 @@ class _Publisher:
         if self.link.is_closing():  # closed while we awaited (shutdown, stop request)
             return
         self.link.send(self.link.conn.reject_publish(code, description))
-        self.link.close(CloseKind.LOCAL, f"publish refused: {detail}")
+        self.link.close(CloseKind.LOCAL, f"publish refused: {detail}", linger=True)
 
     async def _on_media(self, event: MediaMessage) -> None:
         session = self.session
@@ -397,7 +397,7 @@ class _Publisher:
             log.warning("publish refused: bad media", reason=str(exc))
             self.link.send(self.link.conn.send_status(event.stream_id, "error", REJECTED, str(exc)))
             self._end_reason = "error"
-            self.link.close(CloseKind.LOCAL, f"bad media: {exc}")
+            self.link.close(CloseKind.LOCAL, f"bad media: {exc}", linger=True)
 
     def kick(self, reason: str) -> None:
         """Disconnect this publisher (``stream.stop_requested``)."""
@@ -410,7 +410,7 @@ class _Publisher:
                 )
             )
         self._end_reason = "stop_requested"
-        self.link.close(CloseKind.LOCAL, f"stop requested: {reason}")
+        self.link.close(CloseKind.LOCAL, f"stop requested: {reason}", linger=True)
 
     # --- the end --------------------------------------------------------------------
 

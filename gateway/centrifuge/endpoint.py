@@ -309,17 +309,23 @@ class Connection:
             case Publish():
                 self._spawn(self._publish(action))
             case History():
-                result = await self.chat.hub.history(
-                    action.stream_id, action.limit, action.since, action.reverse
-                )
-                if isinstance(result, codes.ReplyError):
-                    self.deliver(session.error(action.command_id, result).decode())
-                else:
-                    self.deliver(session.history(action.command_id, result).decode())
+                await self._history(action)
             case PresenceStats(stream_id=stream_id):
                 clients, users = self.chat.hub.presence_stats(stream_id)
                 stats = PresenceStatsResult(num_clients=clients, num_users=users)
                 self.deliver(session.presence_stats(action.command_id, stats).decode())
+
+    async def _history(self, action: History) -> None:
+        try:
+            result = await self.chat.hub.history(
+                action.stream_id, action.limit, action.since, action.reverse
+            )
+        except RoomUnavailable:
+            result = codes.INTERNAL
+        if isinstance(result, codes.ReplyError):
+            self.deliver(self.session.error(action.command_id, result).decode())
+        else:
+            self.deliver(self.session.history(action.command_id, result).decode())
 
     async def _subscribe(self, action: Subscribe) -> None:
         session = self.session
@@ -337,7 +343,11 @@ class Connection:
             self.chat.hub.leave(self, action.stream_id)
 
     async def _publish(self, action: Publish) -> None:
-        error = await self.chat.publish(
-            self.session.identity, self.client_id, action.stream_id, action.text, action.amount
-        )
+        try:
+            error = await self.chat.publish(
+                self.session.identity, self.client_id, action.stream_id, action.text, action.amount
+            )
+        except Exception:
+            log.exception("chat publish failed", client=self.client_id)
+            error = codes.INTERNAL
         self.deliver(self.session.published(action.command_id, error).decode())

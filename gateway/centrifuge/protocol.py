@@ -189,7 +189,8 @@ def parse_frame(frame: str | bytes) -> list[Command]:
             command = _decoder.decode(line)
         except msgspec.ValidationError as exc:
             raise ProtocolError(f"command {number}: {exc}") from exc
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # (a binary frame need not be UTF-8; msgspec reports that as Unicode error)
             raise ProtocolError(f"command {number}: malformed JSON ({exc})") from exc
         if not 0 <= command.id <= UINT32_MAX:
             raise ProtocolError(f"command {number}: id {command.id} is not a uint32")

@@ -13,6 +13,7 @@ Two lines there::
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.settings import Settings
+from events.envelope import new_event_id
 from gateway.auth.models import User
 from gateway.auth.tokens import InvalidToken, TokenService
 from gateway.centrifuge.endpoint import STATE_KEY
@@ -70,9 +72,6 @@ async def chat_lifespan(app: Litestar) -> AsyncIterator[None]:
 
 
 def _gateway_id() -> str:
-    import os
-
-    from events.envelope import new_event_id
-
+    """Unique per process (it routes rejections back to this process)."""
     instance = os.environ.get("VIDEOPICK_INSTANCE", "gateway")
     return f"{instance}-{os.getpid()}-{new_event_id()[-12:]}"

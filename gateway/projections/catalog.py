@@ -30,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from nats.aio.msg import Msg
@@ -158,6 +158,28 @@ async def apply_batch(
     return BatchOutcome(applied=applied, skipped=len(batch) - applied)
 
 
+T = TypeVar("T")
+
+
+async def _finish_before_cancel(work: Coroutine[Any, Any, T]) -> T:
+    """Run database work to its end even when the caller is cancelled meanwhile.
+
+    A query cancelled in flight breaks the SQLite driver: SQLAlchemy invalidates the
+    connection, aiosqlite's worker thread stops, and the graceful close SQLAlchemy
+    schedules then waits forever (aiosqlite 0.22 ``close()`` awaits a second stop),
+    which hangs the event loop's shutdown. So a batch's transaction always completes
+    (commit or rollback), and the cancellation is delivered right after it.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Bounded by the database's own timeouts (SQLite busy_timeout, asyncpg's).
+        with contextlib.suppress(Exception):
+            await task
+        raise
+
+
 async def _checkpoint(sessions: async_sessionmaker[AsyncSession], stream: str) -> int:
     async with sessions() as session:
         return (await read_checkpoints(session, PROJECTION, [stream]))[stream]
@@ -211,7 +233,7 @@ class CatalogProjector:
             while True:
                 try:
                     if reader is None:
-                        prev = await _checkpoint(self._sessions, feed.stream)
+                        prev = await _finish_before_cancel(_checkpoint(self._sessions, feed.stream))
                         self.positions[feed.stream] = prev
                         reader = LogReader(
                             self._js,
@@ -224,8 +246,8 @@ class CatalogProjector:
                     msgs = await reader.next_batch()
                     if not msgs:
                         continue
-                    outcome = await apply_batch(
-                        self._sessions, feed.stream, prev, decode_batch(msgs)
+                    outcome = await _finish_before_cancel(
+                        apply_batch(self._sessions, feed.stream, prev, decode_batch(msgs))
                     )
                     self.applied += outcome.applied
                     self.skipped += outcome.skipped
@@ -296,7 +318,9 @@ async def _replay(
             if not msgs:
                 continue
             read += len(msgs)
-            outcome = await apply_batch(sessions, feed.stream, prev, decode_batch(msgs))
+            outcome = await _finish_before_cancel(
+                apply_batch(sessions, feed.stream, prev, decode_batch(msgs))
+            )
             applied += outcome.applied
             if outcome.rewind_to is not None:  # someone reset again meanwhile
                 prev = outcome.rewind_to

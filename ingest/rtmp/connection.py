@@ -128,7 +128,8 @@ del S, T
 CSID_CONTROL: Final = 2
 CSID_COMMAND: Final = 3
 CSID_STATUS: Final = 5
-# What we announce after connect (5.4.4 / 5.4.5): acknowledge every 5 MB, as FMS does.
+# What we announce after connect (5.4.4 / 5.4.5): an acknowledgement every 5 MB (nginx-rtmp's
+# ack_window default).
 DEFAULT_WINDOW: Final = 5_000_000
 # Our own outgoing chunk size (5.4.1); what we send is small, 4096 saves headers.
 DEFAULT_OUT_CHUNK_SIZE: Final = 4096

@@ -38,6 +38,10 @@ __all__ = ["CloseKind", "ConnectionHandler", "RTMPLink", "RTMPServer", "Timeouts
 log = get_logger(__name__)
 
 READ_SIZE: Final = 64 * 1024
+# After a refusal we half-close and read (and drop) what the publisher still sends for
+# this long: closing a socket with unread input sends an RST, which can destroy the
+# onStatus we just wrote before the publisher reads it (a "lingering close").
+LINGER_S: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,7 @@ class RTMPLink:
         self._writer = writer
         self.close_kind: CloseKind | None = None
         self.close_detail = ""
+        self._lingering = False
 
     def _log_state(self, old: State, new: State, trigger: Trigger) -> None:
         log.debug("rtmp state", old=old.value, new=new.value, trigger=trigger.value)
@@ -96,14 +101,30 @@ class RTMPLink:
         if data and not self._writer.is_closing():
             self._writer.write(data)
 
-    def close(self, kind: CloseKind, detail: str) -> None:
-        """Close (idempotent): queued bytes are still flushed, then the socket closes."""
+    def close(self, kind: CloseKind, detail: str, *, linger: bool = False) -> None:
+        """Close (idempotent): queued bytes are still flushed, then the socket closes.
+
+        ``linger``: send FIN after the queued bytes but keep reading for up to
+        :data:`LINGER_S`, so a publisher that is still sending reads our last onStatus
+        instead of a connection reset.
+        """
         if self.close_kind is not None:
             return
         self.close_kind, self.close_detail = kind, detail
         with contextlib.suppress(ProtocolError):
             self.send(self.conn.close())
+        if linger and self._writer.can_write_eof() and not self._writer.is_closing():
+            with contextlib.suppress(OSError):
+                self._writer.write_eof()
+                self._lingering = True
+                return
         self._writer.close()
+
+    async def _linger(self) -> None:
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while await self._reader.read(READ_SIZE):
+                    pass
 
     def _deadline(self, now: float, accepted: float, setup_since: float) -> tuple[float, str]:
         timeouts = self.timeouts
@@ -153,6 +174,9 @@ class RTMPLink:
             try:
                 await handler.closed(self, self.close_kind or kind, self.close_detail)
             finally:
+                if self._lingering:
+                    await self._linger()
+                self._writer.close()
                 with contextlib.suppress(Exception):
                     await self._writer.wait_closed()
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from ingest.rtmp import amf0
 from ingest.rtmp.handshake import HANDSHAKE_SIZE
-from ingest.rtmp.messages import Abort, MessageType, UserControl, UserControlEvent, WindowAckSize
+from ingest.rtmp.messages import (
+    Abort,
+    LimitType,
+    MessageType,
+    SetPeerBandwidth,
+    UserControl,
+    UserControlEvent,
+    WindowAckSize,
+)
 from tests.unit.rtmp_peer import (
     ASC_FFMPEG,
     AVC_CONFIG,
@@ -76,13 +84,28 @@ def chunk_size_and_controls() -> bytes:
     client = Publisher()
     out = _handshake(digest=False) + client.set_chunk_size(4096) + client.connect()
     out += client.writer.write(2, MessageType.WINDOW_ACK_SIZE, 0, 0, bytes(WindowAckSize(500)))
-    ping = UserControl(UserControlEvent.PING_REQUEST, 123)
-    out += client.writer.write(2, MessageType.USER_CONTROL, 0, 0, bytes(ping))
-    out += client.publish_setup("k")
-    partial = client.media(VIDEO, 10, bytes(6000))[:1000]
+    out += client.writer.write(
+        2, MessageType.SET_PEER_BANDWIDTH, 0, 0, bytes(SetPeerBandwidth(600_000, LimitType.HARD))
+    )
+    for control in (
+        UserControl(UserControlEvent.PING_REQUEST, 123),
+        UserControl(UserControlEvent.SET_BUFFER_LENGTH, 1, 3000),
+    ):
+        out += client.writer.write(2, MessageType.USER_CONTROL, 0, 0, bytes(control))
+    out += client.command("createStream") + client.command("createStream")
+    out += client.command("deleteStream", None, 2.0)
+    out += client.command("publish", None, "k", "live", stream_id=1, csid=8)
+    # The first 4096-byte chunk of a 6000-byte video message, then an Abort (5.4.2).
+    partial = client.media(VIDEO, 10, bytes(6000))[: 12 + 4096]
     out += partial + client.writer.write(2, MessageType.ABORT, 0, 0, bytes(Abort(6)))
     out += client.media(VIDEO, 20, video_tag(0, AVC_CONFIG), csid=64)
     out += client.media(AUDIO, 30, audio_tag(0, ASC_FFMPEG), csid=400)
+    out += client.writer.write(9, 7, 0, 0, b"an undefined message type")
+    out += client.writer.write(9, MessageType.SHARED_OBJECT_AMF0, 0, 0, b"so")
+    amf3_data = b"\x00" + amf0.encode_all("onMetaData", {"width": 64.0})
+    out += client.writer.write(9, MessageType.DATA_AMF3, 1, 40, amf3_data)
+    amf3_command = b"\x00" + amf0.encode_all("FCUnpublish", 9.0, None, "k")
+    out += client.writer.write(3, MessageType.COMMAND_AMF3, 0, 0, amf3_command)
     out += client.set_chunk_size(1) + client.media(AUDIO, 53, audio_tag(1, b"abc"), csid=400)
     return out
 

@@ -241,11 +241,12 @@ async def test_an_undecodable_event_is_skipped_not_stuck(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_stop_is_prompt_while_a_batch_waits_for_the_database(
+async def test_stop_lets_the_batch_in_flight_finish(
     event_streams: JetStreamContext, db_engine: AsyncEngine
 ) -> None:
-    """A cancellation inside a query must end the task (SQLAlchemy reports it as a lost
-    connection, common.db as DatabaseUnavailable: an Exception a retry loop would eat)."""
+    """Stopping while a batch waits for the database: the batch commits, then the task
+    ends, and nothing is left behind (a query cancelled mid-flight would leave a stuck
+    aiosqlite close that hangs the event loop's shutdown)."""
     entered = asyncio.Event()
 
     class Watched(async_sessionmaker[AsyncSession]):
@@ -253,17 +254,27 @@ async def test_stop_is_prompt_while_a_batch_waits_for_the_database(
             entered.set()
             return super().begin()
 
-    projector = CatalogProjector(event_streams, Watched(db_engine), idle_timeout_s=0.5)
+    sessions = Watched(db_engine)
+    projector = CatalogProjector(event_streams, sessions, idle_timeout_s=0.5)
     await projector.start()
     try:
         async with db_engine.connect() as blocker:
             await blocker.exec_driver_sql("BEGIN IMMEDIATE")  # hold SQLite's write lock
-            await publish(event_streams, scenario()[:1])
+            first = scenario()[:1]
+            targets = await publish(event_streams, first)
             await asyncio.wait_for(entered.wait(), DEADLINE_S)  # a batch waits on the lock
-            await asyncio.wait_for(projector.stop(), 5.0)
+            stopping = asyncio.create_task(projector.stop())
+            await asyncio.sleep(0)
+            assert not stopping.done()
             await blocker.rollback()
+        await asyncio.wait_for(stopping, DEADLINE_S)
     finally:
         await projector.stop()
+    async with sessions() as session:  # the batch committed before the task ended
+        assert await read_checkpoints(session, PROJECTION, ["ACCOUNTS"]) == targets
+    assert (await dump(sessions))["users"] == rows_of(first)["users"]
+    leftovers = [t for t in asyncio.all_tasks() if "terminate" in repr(t.get_coro())]
+    assert leftovers == []
 
 
 # --- rebuild --------------------------------------------------------------------------
