@@ -46,6 +46,9 @@ def build_server(settings: Settings) -> uvicorn.Server:
         timeout_keep_alive=KEEPALIVE_S,
         # Bounds what one slow or hostile client can pin.
         h11_max_incomplete_event_size=64 * 1024,
+        # A chat frame above the limit is refused before it is buffered (1009).
+        ws_max_size=settings.chat_ws_max_frame_bytes,
+        ws_per_message_deflate=False,  # deflate would compress each frame once per socket
     )
     return uvicorn.Server(config)
 

@@ -31,6 +31,7 @@ from common.logs import get_logger
 from common.settings import Settings, get_settings
 from events.publisher import EventPublisher
 from gateway import bus
+from gateway.api.wallet import wallet_router
 from gateway.auth.dependencies import provide_current_user
 from gateway.auth.keys import load_key_set
 from gateway.auth.limiter import RateLimiter
@@ -38,6 +39,8 @@ from gateway.auth.routes import auth_router
 from gateway.auth.tokens import TokenService
 from gateway.channels.keys import KeyBox
 from gateway.channels.routes import channels_router
+from gateway.centrifuge import centrifugo_websocket
+from gateway.centrifuge.wiring import chat_lifespan
 from gateway.docs import openapi_config
 from gateway.errors import exception_handlers
 from gateway.health import healthz, readyz
@@ -64,9 +67,16 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     *vod_routers,
     tus_router,
     upload_api_router,
+    centrifugo_websocket,
+    wallet_router,
 ]
 
-LIFESPAN_HOOKS: list[LifespanHook] = [live_lifespan, vod_lifespan, uploads_lifespan]
+LIFESPAN_HOOKS: list[LifespanHook] = [
+    live_lifespan,
+    vod_lifespan,
+    uploads_lifespan,
+    chat_lifespan,
+]
 
 
 @asynccontextmanager

@@ -18,7 +18,14 @@ from faststream.nats import NatsBroker
 
 from common.settings import Settings
 from events.broker import create_broker as create_component_broker
-from events.catalog import ChannelKeyRotated, ChannelUpdated, StreamStopRequested, UserRegistered
+from events.catalog import (
+    ChannelKeyRotated,
+    ChannelUpdated,
+    ChatMessage,
+    ChatTopup,
+    StreamStopRequested,
+    UserRegistered,
+)
 from events.declare import declare_publishes
 from events.envelope import Event
 from gateway.tus.wiring import UPLOADS_PUBLISHES, upload_status_subscribers
@@ -32,6 +39,8 @@ PUBLISHES: tuple[type[Event], ...] = (
     ChannelKeyRotated,
     ChannelUpdated,
     StreamStopRequested,
+    ChatMessage,
+    ChatTopup,
     *UPLOADS_PUBLISHES,
 )
 
