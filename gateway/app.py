@@ -37,10 +37,10 @@ from gateway.auth.keys import load_key_set
 from gateway.auth.limiter import RateLimiter
 from gateway.auth.routes import auth_router
 from gateway.auth.tokens import TokenService
-from gateway.channels.keys import KeyBox
-from gateway.channels.routes import channels_router
 from gateway.centrifuge import centrifugo_websocket
 from gateway.centrifuge.wiring import chat_lifespan
+from gateway.channels.keys import KeyBox
+from gateway.channels.routes import channels_router
 from gateway.docs import openapi_config
 from gateway.errors import exception_handlers
 from gateway.health import healthz, readyz
