@@ -114,7 +114,6 @@ def upgrade() -> None:
         sa.Column("effects", sa.Text(), nullable=False, server_default="[]"),
         sa.Column("superchat", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("stream_id", "seq", name=op.f("pk_chat_messages")),
-        sa.UniqueConstraint("message_id", name=op.f("uq_chat_messages_message_id")),
     )
 
     op.create_table(
@@ -177,7 +176,6 @@ def upgrade() -> None:
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("created_at_ms", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chat_ledger_entries")),
-        sa.UniqueConstraint("tx_id", "account", name=op.f("uq_chat_ledger_entries_tx_id")),
         sa.ForeignKeyConstraint(
             ["tx_id"],
             ["chat_ledger_transactions.tx_id"],
@@ -185,9 +183,17 @@ def upgrade() -> None:
         ),
     )
     op.create_index(op.f("ix_chat_ledger_entries_user_id"), "chat_ledger_entries", ["user_id", "id"])
+    # Unique indexes, not UNIQUE constraints: PostgreSQL reports a constraint's backing
+    # index and SQLite does not, and both backends must show the same schema.
+    op.create_index(
+        "uq_chat_ledger_entries_tx_id", "chat_ledger_entries", ["tx_id", "account"], unique=True
+    )
+    op.create_index("uq_chat_messages_message_id", "chat_messages", ["message_id"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index("uq_chat_messages_message_id", table_name="chat_messages")
+    op.drop_index("uq_chat_ledger_entries_tx_id", table_name="chat_ledger_entries")
     op.drop_index(op.f("ix_chat_ledger_entries_user_id"), table_name="chat_ledger_entries")
     op.drop_table("chat_ledger_entries")
     op.drop_table("chat_ledger_transactions")
@@ -204,3 +210,4 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_chat_users_stream_id"), table_name="chat_users")
     op.drop_index(op.f("ix_chat_users_username_key"), table_name="chat_users")
     op.drop_table("chat_users")
+    op.drop_table("chat_channels")
