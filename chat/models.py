@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, Float, Integer, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Base, UtcDateTime
@@ -75,10 +75,11 @@ class UserStateRow(Base):
 
 class MessageRow(Base):
     __tablename__ = "chat_messages"
+    __table_args__ = (Index("uq_chat_messages_message_id", "message_id", unique=True),)
 
     stream_id: Mapped[str] = mapped_column(Text, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the offset
-    message_id: Mapped[str] = mapped_column(Text, unique=True)
+    message_id: Mapped[str] = mapped_column(Text)
     user_id: Mapped[str] = mapped_column(Text)
     user_name: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
@@ -97,6 +98,7 @@ class OutcomeRow(Base):
 
 class EffectWindowRow(Base):
     __tablename__ = "chat_effect_windows"
+    __table_args__ = (Index("ix_chat_effect_windows_published", "published", "window_start_ms"),)
 
     stream_id: Mapped[str] = mapped_column(Text, primary_key=True)
     window_start_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -128,9 +130,13 @@ class LedgerTransactionRow(Base):
 
 class LedgerEntryRow(Base):
     __tablename__ = "chat_ledger_entries"
+    __table_args__ = (
+        Index("ix_chat_ledger_entries_user_id", "user_id", "id"),
+        Index("uq_chat_ledger_entries_tx_id", "tx_id", "account", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(_BIGSERIAL, primary_key=True, autoincrement=True)
-    tx_id: Mapped[str] = mapped_column(Text)
+    tx_id: Mapped[str] = mapped_column(Text, ForeignKey("chat_ledger_transactions.tx_id"))
     account: Mapped[str] = mapped_column(Text)
     user_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     amount: Mapped[int] = mapped_column(BigInteger)

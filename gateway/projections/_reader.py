@@ -136,7 +136,10 @@ class LogReader:
         )
         config.opt_start_time = None  # see the module docstring, "Start by time"
         info = await self._sub.consumer_info()
-        self.pending = info.num_pending or 0
+        # A push consumer starts delivering at once: what it already sent is no longer
+        # "pending" on the server but has not reached us yet either; count it too.
+        delivered = info.delivered.consumer_seq if info.delivered else 0
+        self.pending = (info.num_pending or 0) + (delivered or 0)
 
     async def close(self) -> None:
         sub, self._sub = self._sub, None

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -127,6 +128,19 @@ class BatchOutcome:
     rewind_to: int | None = None  # the checkpoint went backwards: continue after this
 
 
+# The database serializes the projection's writers anyway (the checkpoint lock). Within
+# one process they also take turns here first: a SQLite writer that finds the database
+# locked sleeps in its busy handler (up to 100 ms a try) instead of being woken when
+# the lock frees, which left a rebuild's four concurrent streams mostly idle.
+_WRITER_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer_turn() -> asyncio.Lock:
+    return _WRITER_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+
+
 async def apply_batch(
     sessions: async_sessionmaker[AsyncSession],
     stream: str,
@@ -144,7 +158,7 @@ async def apply_batch(
         return BatchOutcome(skipped=len(batch))
     if seen < prev_last:
         return BatchOutcome(rewind_to=seen)
-    async with sessions.begin() as session:
+    async with _writer_turn(), sessions.begin() as session:
         checkpoint = (await lock_checkpoints(session, PROJECTION, STREAM_NAMES))[stream]
         if checkpoint < prev_last:
             return BatchOutcome(rewind_to=checkpoint)
@@ -203,6 +217,10 @@ class CatalogProjector:
         self._idle_timeout_s = idle_timeout_s
         self._name = name
         self._tasks: list[asyncio.Task[None]] = []
+        # Checked by the loops as well as cancelling them: nats-py swallows a
+        # cancellation that lands inside some of its calls (`_flush_pending`
+        # catches CancelledError), and a loop must still end within one idle timeout.
+        self._stopping = False
         # Per stream: the last sequence this process applied or saw applied.
         self.positions: dict[str, int] = {}
         # Events this process folded in, and events it found another had applied.
@@ -212,12 +230,14 @@ class CatalogProjector:
     async def start(self) -> None:
         if self._tasks:
             return
+        self._stopping = False
         for feed in FEEDS:
             self._tasks.append(
                 asyncio.create_task(self._run(feed), name=f"{self._name}:{feed.stream}")
             )
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -230,7 +250,7 @@ class CatalogProjector:
         reader: LogReader | None = None
         prev = 0
         try:
-            while True:
+            while not self._stopping:
                 try:
                     if reader is None:
                         prev = await _finish_before_cancel(_checkpoint(self._sessions, feed.stream))

@@ -250,6 +250,10 @@ class StatsFeed:
         self._idle_timeout_s = idle_timeout_s
         self._batch_size = batch_size
         self._tasks: list[asyncio.Task[None]] = []
+        # Checked by the loops as well as cancelling them: nats-py swallows a
+        # cancellation that lands inside some of its calls (`_flush_pending`
+        # catches CancelledError), and a loop must still end within one idle timeout.
+        self._stopping = False
         # Per stream: the last sequence folded in (tests wait on it).
         self.positions: dict[str, int] = {}
 
@@ -257,6 +261,7 @@ class StatsFeed:
         """``stats_since``: the start of the oldest live session (capped to a day)."""
         if self._tasks:
             return
+        self._stopping = False
         now = dt.datetime.now(dt.UTC)
         stats_since = max(
             min(stats_since, now - dt.timedelta(seconds=CHAT_WINDOW_S)),
@@ -281,6 +286,7 @@ class StatsFeed:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -311,7 +317,7 @@ class StatsFeed:
         backoff = 0.5
         pruned = time.monotonic()
         try:
-            while True:
+            while not self._stopping:
                 try:
                     for msg in await reader.next_batch():
                         handle(msg)
