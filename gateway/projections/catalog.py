@@ -72,19 +72,20 @@ PROJECTION: Final = "gateway_catalog"
 
 @dataclass(frozen=True)
 class Feed:
-    """One stream the projection reads, and the subjects it wants from it."""
+    """One stream the projection reads (all of it: see ``_reader.py``, "One filter at
+    most"), and the subject prefixes of the events it folds; the rest is skipped."""
 
     stream: str
-    subjects: tuple[str, ...]
+    prefixes: tuple[str, ...]
 
 
 def _feeds() -> tuple[Feed, ...]:
     by_stream: dict[str, list[str]] = {}
     for event_type in CATALOG_EVENTS:
-        subject = event_type.subject_filter()
-        stream = stream_for_subject(subject.replace("*", "x")).name
-        by_stream.setdefault(stream, []).append(subject)
-    return tuple(Feed(stream, tuple(subjects)) for stream, subjects in by_stream.items())
+        prefix = event_type.event_type() + "."
+        stream = stream_for_subject(prefix + "x").name
+        by_stream.setdefault(stream, []).append(prefix)
+    return tuple(Feed(stream, tuple(prefixes)) for stream, prefixes in by_stream.items())
 
 
 FEEDS: Final = _feeds()
@@ -101,8 +102,11 @@ def _decoder() -> msgspec.json.Decoder[Any]:
 _DECODER: Final = _decoder()
 
 
-def decode_batch(msgs: Sequence[Msg]) -> list[tuple[int, Event | None]]:
-    """(stream sequence, event); None for a payload we cannot read (skipped, logged).
+def decode_batch(
+    msgs: Sequence[Msg], prefixes: tuple[str, ...] | None = None
+) -> list[tuple[int, Event | None]]:
+    """(stream sequence, event); None for a subject outside ``prefixes`` (not decoded)
+    and for a payload we cannot read (logged). Both still move the checkpoint.
 
     A poison event must not stop the catalog for good: it is skipped deterministically
     (a rebuild skips it too); the log keeps it for ``videopick events`` to inspect.
@@ -110,6 +114,9 @@ def decode_batch(msgs: Sequence[Msg]) -> list[tuple[int, Event | None]]:
     out: list[tuple[int, Event | None]] = []
     for msg in msgs:
         seq = msg.metadata.sequence.stream
+        if prefixes is not None and not msg.subject.startswith(prefixes):
+            out.append((seq, None))
+            continue
         try:
             event: Event | None = _DECODER.decode(msg.data)
         except msgspec.MsgspecError as exc:
@@ -258,7 +265,7 @@ class CatalogProjector:
                         reader = LogReader(
                             self._js,
                             feed.stream,
-                            feed.subjects,
+                            None,
                             start_seq=prev + 1,
                             batch_size=self._batch_size,
                             idle_timeout_s=self._idle_timeout_s,
@@ -267,7 +274,9 @@ class CatalogProjector:
                     if not msgs:
                         continue
                     outcome = await _finish_before_cancel(
-                        apply_batch(self._sessions, feed.stream, prev, decode_batch(msgs))
+                        apply_batch(
+                            self._sessions, feed.stream, prev, decode_batch(msgs, feed.prefixes)
+                        )
                     )
                     self.applied += outcome.applied
                     self.skipped += outcome.skipped
@@ -326,7 +335,7 @@ async def _replay(
     reader = LogReader(
         js,
         feed.stream,
-        feed.subjects,
+        None,
         batch_size=batch_size,
         idle_timeout_s=1.0,
     )
@@ -339,7 +348,7 @@ async def _replay(
                 continue
             read += len(msgs)
             outcome = await _finish_before_cancel(
-                apply_batch(sessions, feed.stream, prev, decode_batch(msgs))
+                apply_batch(sessions, feed.stream, prev, decode_batch(msgs, feed.prefixes))
             )
             applied += outcome.applied
             if outcome.rewind_to is not None:  # someone reset again meanwhile

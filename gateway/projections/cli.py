@@ -88,13 +88,17 @@ async def _status(settings: Settings) -> None:
     async with _connected(settings) as (js, sessions):
         async with sessions() as session:
             positions = await read_checkpoints(session, PROJECTION, [f.stream for f in FEEDS])
-        table = Table("stream", "subjects", "checkpoint", "stream last seq", "behind")
+        table = Table("stream", "events folded", "checkpoint", "stream last seq", "behind")
         for feed in FEEDS:
             info = await js.stream_info(feed.stream)
             last = info.state.last_seq
             behind = "-" if positions[feed.stream] >= last else str(last - positions[feed.stream])
             table.add_row(
-                feed.stream, " ".join(feed.subjects), str(positions[feed.stream]), str(last), behind
+                feed.stream,
+                " ".join(p.rstrip(".") for p in feed.prefixes),
+                str(positions[feed.stream]),
+                str(last),
+                behind,
             )
     Console().print(table)
 
@@ -113,6 +117,5 @@ def rebuild(
 
 @app.command()
 def status(nats_url: NatsUrl = None, database_url: DatabaseUrl = None) -> None:
-    """Each stream's checkpoint against its last sequence ("behind" counts other
-    subjects too: the catalog reads only some of each stream)."""
+    """Each stream's checkpoint against its last sequence."""
     asyncio.run(_status(_settings(nats_url, database_url)))

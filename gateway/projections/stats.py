@@ -268,18 +268,20 @@ class StatsFeed:
             now - dt.timedelta(seconds=MAX_LOOKBACK_S),
         )
         chat_since = now - dt.timedelta(seconds=self.aggregator.chat_window_s)
-        stats = self._reader(STATS.name, ["stats.viewers.>", "stats.ingest.>"], stats_since)
-        chat = self._reader(CHAT.name, [ChatAccepted.subject_filter()], chat_since)
+        # All of STATS is viewers and ingest samples: no filter (see _reader.py). CHAT
+        # carries much else (messages, rejections, effects): one filter pays there.
+        stats = self._reader(STATS.name, None, stats_since)
+        chat = self._reader(CHAT.name, ChatAccepted.subject_filter(), chat_since)
         self._tasks = [
             asyncio.create_task(self._run(stats, self._on_stats), name="stats-feed:STATS"),
             asyncio.create_task(self._run(chat, self._on_chat), name="stats-feed:CHAT"),
         ]
 
-    def _reader(self, stream: str, subjects: list[str], since: dt.datetime) -> LogReader:
+    def _reader(self, stream: str, subject: str | None, since: dt.datetime) -> LogReader:
         return LogReader(
             self.js,
             stream,
-            subjects,
+            subject,
             start_time=since,
             batch_size=self._batch_size,
             idle_timeout_s=self._idle_timeout_s,

@@ -173,10 +173,10 @@ async def test_redeliveries_and_late_copies_change_nothing(
 
     # A redelivery: the same stored messages, applied again from the start.
     for feed in FEEDS:
-        reader = LogReader(event_streams, feed.stream, feed.subjects, start_seq=1)
+        reader = LogReader(event_streams, feed.stream, start_seq=1)
         try:
             msgs = await reader.next_batch()
-            outcome = await apply_batch(sessions, feed.stream, 0, decode_batch(msgs))
+            outcome = await apply_batch(sessions, feed.stream, 0, decode_batch(msgs, feed.prefixes))
         finally:
             await reader.close()
         assert msgs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -14,7 +15,7 @@ from tests.integration.test_gateway_catalog import publish, wait_until
 
 pytestmark = pytest.mark.integration
 
-SUBJECTS = ["stats.viewers.>"]
+SUBJECT = "stats.viewers.>"
 
 
 def _viewers(n: int) -> StatsViewers:
@@ -39,7 +40,7 @@ def _seqs(msgs: list[Msg]) -> list[int]:
 async def test_in_order_from_a_sequence_and_rewound(event_streams: JetStreamContext) -> None:
     last = (await publish(event_streams, [_viewers(n) for n in range(10)]))["STATS"]
     reader = LogReader(
-        event_streams, "STATS", SUBJECTS, start_seq=4, batch_size=3, idle_timeout_s=0.5
+        event_streams, "STATS", SUBJECT, start_seq=4, batch_size=3, idle_timeout_s=0.5
     )
     try:
         await reader.open()
@@ -64,7 +65,7 @@ async def test_started_by_time_it_survives_losing_its_consumer(
     first = (await publish(event_streams, [_viewers(n) for n in range(3)]))["STATS"]
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     reader = LogReader(
-        event_streams, "STATS", SUBJECTS, start_time=since, idle_timeout_s=0.2, heartbeat_s=0.5
+        event_streams, "STATS", SUBJECT, start_time=since, idle_timeout_s=0.2, heartbeat_s=0.5
     )
     try:
         assert _seqs(await _read_until(reader, first)) == [1, 2, 3]
@@ -77,3 +78,33 @@ async def test_started_by_time_it_survives_losing_its_consumer(
         assert _seqs(await _read_until(reader, last)) == [4, 5, 6]
     finally:
         await reader.close()
+
+
+async def test_a_reader_slower_than_the_stream_skips_nothing(
+    event_streams: JetStreamContext,
+) -> None:
+    """nats-py drops what exceeds its pending limit ("slow consumer") without its ordered
+    consumer noticing; the reader sees the hole in the consumer sequence and re-reads."""
+    last = (await publish(event_streams, [_viewers(n) for n in range(600)]))["STATS"]
+    reader = LogReader(
+        event_streams,
+        "STATS",
+        start_seq=1,
+        batch_size=7,
+        idle_timeout_s=0.5,
+        buffer_msgs=4,
+        pending_msgs_limit=16,
+    )
+    got: list[Msg] = []
+    try:
+
+        async def slowly() -> bool:
+            got.extend(await reader.next_batch())
+            await asyncio.sleep(0.002)  # the "database": slower than delivery
+            return reader.last_seq >= last
+
+        await wait_until(slowly, "the slow reader at the end of the stream")
+    finally:
+        await reader.close()
+    assert _seqs(got) == list(range(1, last + 1))
+    assert reader.recoveries > 0  # the limits were small enough to force drops

@@ -27,6 +27,12 @@ EXAMPLES_PER_OPERATION = 12
 RUN_DEADLINE_S = 150.0
 
 
+def _chat_component_absent(response: Any) -> bool:
+    """The wallet is answered by the chat component, which this test does not run: its
+    honest 503 (dependency unavailable) is not a server error caused by the input."""
+    return response.status_code == 503 and "the wallet service did not answer" in response.text
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_no_input_gives_a_server_error(gateway_server: str) -> None:
     with httpx.Client(base_url=gateway_server, timeout=10) as client:
@@ -61,7 +67,7 @@ def test_no_input_gives_a_server_error(gateway_server: str) -> None:
                 headers = {"Authorization": f"Bearer {token}"} if authorized else {}
                 response = case.call(base_url=gateway_server, headers=headers, timeout=10)
                 statuses.append(response.status_code)
-                if response.status_code >= 500:
+                if response.status_code >= 500 and not _chat_component_absent(response):
                     failures.append(
                         f"{case.method} {case.formatted_path} -> {response.status_code}: "
                         f"{response.text[:300]}"
