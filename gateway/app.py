@@ -31,6 +31,8 @@ from common.logs import get_logger
 from common.settings import Settings, get_settings
 from events.publisher import EventPublisher
 from gateway import bus
+from gateway.api.catalog import catalog_router
+from gateway.api.stats import stats_router
 from gateway.api.wallet import wallet_router
 from gateway.auth.dependencies import provide_current_user
 from gateway.auth.keys import load_key_set
@@ -47,6 +49,7 @@ from gateway.health import healthz, readyz
 from gateway.live import live_lifespan
 from gateway.live import routers as live_routers
 from gateway.metrics import ObservabilityMiddleware, mark_process_dead, metrics_endpoint
+from gateway.projections import projections_lifespan
 from gateway.security import CORSMiddleware, allowed_origins, security_headers_hook
 from gateway.services import Services, provide_services
 from gateway.tus.wiring import tus_router, upload_api_router, uploads_lifespan
@@ -63,6 +66,8 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     metrics_endpoint,
     auth_router,
     channels_router,
+    catalog_router,
+    stats_router,
     *live_routers,
     *vod_routers,
     tus_router,
@@ -72,6 +77,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
 ]
 
 LIFESPAN_HOOKS: list[LifespanHook] = [
+    projections_lifespan,
     live_lifespan,
     vod_lifespan,
     uploads_lifespan,

@@ -25,6 +25,7 @@ from events.catalog import (
     ChatTopup,
     StreamStopRequested,
     UserRegistered,
+    VideoDeleted,
 )
 from events.declare import declare_publishes
 from events.envelope import Event
@@ -41,6 +42,7 @@ PUBLISHES: tuple[type[Event], ...] = (
     StreamStopRequested,
     ChatMessage,
     ChatTopup,
+    VideoDeleted,
     *UPLOADS_PUBLISHES,
 )
 
