@@ -48,6 +48,7 @@ from gateway.errors import exception_handlers
 from gateway.health import healthz, readyz
 from gateway.live import live_lifespan
 from gateway.live import routers as live_routers
+from gateway.live.viewers import viewers_lifespan
 from gateway.metrics import ObservabilityMiddleware, mark_process_dead, metrics_endpoint
 from gateway.projections import projections_lifespan
 from gateway.security import CORSMiddleware, allowed_origins, security_headers_hook
@@ -79,6 +80,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
 LIFESPAN_HOOKS: list[LifespanHook] = [
     projections_lifespan,
     live_lifespan,
+    viewers_lifespan,
     vod_lifespan,
     uploads_lifespan,
     chat_lifespan,

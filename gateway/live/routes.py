@@ -34,6 +34,7 @@ from gateway.live.service import (
     RangeNotSatisfiable,
 )
 from gateway.live.state import SessionPlaylist
+from gateway.live.viewers import viewer_key
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPE = "video/mp4"
@@ -74,12 +75,15 @@ def _current(live: LiveService, stream_id: str) -> SessionPlaylist:
     media_type=PLAYLIST_TYPE,
 )
 async def live_playlist(
+    request: Request[Any, Any, Any],
     live: LiveDep,
     stream_id: FromPath[str],
     msn: Annotated[str | None, QueryParameter(name="_HLS_msn", required=False)] = None,
     part: Annotated[str | None, QueryParameter(name="_HLS_part", required=False)] = None,
 ) -> Response[str]:
     session = _current(live, stream_id)
+    client = request.client.host if request.client else ""
+    live.viewers.seen(stream_id, viewer_key(client, request.headers.get("user-agent", "")))
     try:
         directives = parse_directives(msn, part)
     except ReloadError as exc:

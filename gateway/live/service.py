@@ -26,6 +26,7 @@ from gateway.live.cache import MediaCache
 from gateway.live.feed import LiveFeed
 from gateway.live.playlist import render
 from gateway.live.state import LiveState, SessionPlaylist
+from gateway.live.viewers import ViewerTracker
 
 # Rendered playlists kept (one per live session; dropped wholesale past this).
 MAX_RENDERED = 10_000
@@ -82,6 +83,7 @@ class LiveService:
         self.store = store
         self.feed = feed
         self.cache = cache or MediaCache()
+        self.viewers = ViewerTracker()
         self._rendered: dict[str, tuple[int, str]] = {}
 
     async def read(self, key: str) -> bytes:
