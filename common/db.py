@@ -194,7 +194,14 @@ def _install_events(engine: AsyncEngine, *, sqlite: bool) -> None:
     def _on_error(ctx: ExceptionContext) -> None:
         # A failed pre-ping is the pool's business: it discards that connection and
         # opens a new one (whose failure, if any, do_connect above reports).
-        if ctx.is_disconnect and not ctx.is_pre_ping:
+        # A cancelled query (CancelledError is a BaseException) also looks like a lost
+        # connection to SQLAlchemy; it must stay a cancellation, or shutdowns hang in
+        # retry loops that catch DatabaseUnavailable.
+        if (
+            ctx.is_disconnect
+            and not ctx.is_pre_ping
+            and isinstance(ctx.original_exception, Exception)
+        ):
             raise DatabaseUnavailable(
                 f"database connection lost: {ctx.original_exception}"
             ) from ctx.original_exception

@@ -23,6 +23,7 @@ from events.catalog import (
     ChannelUpdated,
     ChatMessage,
     ChatTopup,
+    StatsViewers,
     StreamStopRequested,
     UserRegistered,
     VideoDeleted,
@@ -43,6 +44,7 @@ PUBLISHES: tuple[type[Event], ...] = (
     ChatMessage,
     ChatTopup,
     VideoDeleted,
+    StatsViewers,
     *UPLOADS_PUBLISHES,
 )
 
