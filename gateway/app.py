@@ -53,6 +53,7 @@ from gateway.metrics import ObservabilityMiddleware, mark_process_dead, metrics_
 from gateway.projections import projections_lifespan
 from gateway.security import CORSMiddleware, allowed_origins, security_headers_hook
 from gateway.services import Services, provide_services
+from gateway.store import store_lifespan
 from gateway.tus.wiring import tus_router, upload_api_router, uploads_lifespan
 from gateway.vod import routers as vod_routers
 from gateway.vod import vod_lifespan
@@ -78,6 +79,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
 ]
 
 LIFESPAN_HOOKS: list[LifespanHook] = [
+    store_lifespan,
     projections_lifespan,
     live_lifespan,
     viewers_lifespan,

@@ -9,7 +9,7 @@ Wiring (``gateway/app.py``)::
 ``live_lifespan`` puts a :class:`LiveService` on ``app.state.live``: the state built
 from ``stream.*`` events (``state.py``), the bus feed that keeps it current
 (``feed.py``), the object store the media is read from, and a small media cache. It
-uses ``app.state.store`` when another feature already opened one, else opens its own.
+uses the gateway's shared store (``gateway.store``), or its own outside the app.
 
 Modules: ``state`` (per-stream playlist windows), ``playlist`` (rendering), ``reload``
 (blocking reload rules), ``feed`` (NATS subscription + catch-up), ``routes``,
@@ -25,11 +25,12 @@ from litestar import Litestar, Router
 
 from common.logs import get_logger
 from common.settings import Settings, get_settings
-from common.store import ObjectStore, create_store
+from common.store import ObjectStore
 from gateway.live.feed import LiveFeed
 from gateway.live.routes import live_router
 from gateway.live.service import LiveService
 from gateway.live.state import LiveState
+from gateway.store import app_store
 
 log = get_logger(__name__)
 
@@ -55,20 +56,14 @@ async def stop_live(service: LiveService) -> None:
 @asynccontextmanager
 async def live_lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.get("settings") or get_settings()
-    store: ObjectStore | None = app.state.get("store")
-    own_store = store is None
-    if store is None:
-        store = create_store(settings)
-        await store.ensure_ready()
-    service = await start_live(settings, store)
-    app.state.live = service
-    try:
-        yield
-    finally:
-        app.state.live = None
-        await stop_live(service)
-        if own_store:
-            await store.close()
+    async with app_store(app, settings) as store:
+        service = await start_live(settings, store)
+        app.state.live = service
+        try:
+            yield
+        finally:
+            app.state.live = None
+            await stop_live(service)
 
 
 __all__ = ["LiveService", "live_lifespan", "routers", "start_live", "stop_live"]

@@ -20,11 +20,11 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.logs import get_logger
-from common.store import create_store
 from events.catalog import ChunkUploaded, UploadCreated, UploadRejected
 from events.envelope import Event
 from gateway.errors import UnavailableError
 from gateway.services import Services
+from gateway.store import app_store
 from gateway.tus.engine import UploadEngine
 from gateway.tus.routes import STATE_KEY, tus_router
 from gateway.tus.simple import upload_api_router
@@ -51,25 +51,23 @@ async def uploads_lifespan(app: Litestar) -> AsyncIterator[None]:
     services = app.state.services
     if not isinstance(services, Services):
         raise RuntimeError("uploads_lifespan must run after the gateway's core services")
-    store = create_store(services.settings)
-    await store.ensure_ready()
-    app.state[STATE_KEY] = UploadEngine(
-        settings=services.settings,
-        sessions=services.sessions,
-        store=store,
-        publisher=services.publisher,
-    )
-    log.info(
-        "uploads ready",
-        store=repr(store),
-        max_size=services.settings.tus_max_size,
-        chunk_size=services.settings.tus_chunk_size,
-    )
-    try:
-        yield
-    finally:
-        app.state[STATE_KEY] = None
-        await store.close()
+    async with app_store(app, services.settings) as store:
+        app.state[STATE_KEY] = UploadEngine(
+            settings=services.settings,
+            sessions=services.sessions,
+            store=store,
+            publisher=services.publisher,
+        )
+        log.info(
+            "uploads ready",
+            store=repr(store),
+            max_size=services.settings.tus_max_size,
+            chunk_size=services.settings.tus_chunk_size,
+        )
+        try:
+            yield
+        finally:
+            app.state[STATE_KEY] = None
 
 
 def upload_status_subscribers(broker: NatsBroker) -> None:

@@ -19,7 +19,7 @@ from litestar import Litestar
 from litestar.types import ControllerRouterHandler
 
 from common.settings import Settings
-from common.store import create_store
+from gateway.store import app_store
 from gateway.vod.routes import VOD_STATE_KEY, vod_router
 
 __all__ = ["VOD_STATE_KEY", "routers", "vod_lifespan", "vod_router"]
@@ -32,11 +32,9 @@ async def vod_lifespan(app: Litestar) -> AsyncIterator[None]:
     settings = app.state.settings
     if not isinstance(settings, Settings):
         raise RuntimeError("vod_lifespan needs app.state.settings")
-    store = create_store(settings)
-    await store.ensure_ready()
-    app.state[VOD_STATE_KEY] = store
-    try:
-        yield
-    finally:
-        app.state[VOD_STATE_KEY] = None
-        await store.close()
+    async with app_store(app, settings) as store:
+        app.state[VOD_STATE_KEY] = store
+        try:
+            yield
+        finally:
+            app.state[VOD_STATE_KEY] = None
