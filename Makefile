@@ -27,8 +27,15 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 # Front-end packages come from the npm registry, pinned by the lock file (never a CDN);
 # --ignore-scripts: none of them needs an install script (swagger-ui-dist's is telemetry).
+# The web client's libraries are copied, as the packages ship them, to where the
+# gateway serves them (/static/vendor/, git-ignored).
+WEB_VENDOR := gateway/web/static/vendor
 gateway/static/node_modules/.synced: gateway/static/package.json gateway/static/package-lock.json
 	npm ci --prefix gateway/static --ignore-scripts --no-audit --no-fund --silent
+	mkdir -p $(WEB_VENDOR)
+	cp gateway/static/node_modules/hls.js/dist/hls.min.js $(WEB_VENDOR)/hls.min.js
+	cp gateway/static/node_modules/centrifuge/dist/centrifuge.js $(WEB_VENDOR)/centrifuge.js
+	cp gateway/static/node_modules/tus-js-client/dist/tus.min.js $(WEB_VENDOR)/tus.min.js
 	@touch $@
 
 install: $(VENV)/.synced gateway/static/node_modules/.synced
