@@ -205,6 +205,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def resolved_nats_url(self) -> str:
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
 
+    @property
+    def nats_servers(self) -> list[str]:
+        """``nats_url`` may list a cluster's servers, comma-separated; clients get them all."""
+        return split_nats_url(self.resolved_nats_url)
+
+
+def split_nats_url(url: str) -> list[str]:
+    return [part.strip() for part in url.split(",") if part.strip()]
+
 
 def _coerce(raw: dict[str, str]) -> dict[str, Any]:
     """Turn comma lists into tuples; msgspec's ``strict=False`` handles numbers and bools."""

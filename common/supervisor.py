@@ -25,7 +25,7 @@ from common.components import available_components
 from common.db import migrate
 from common.logs import get_logger
 from common.nats_server import NatsServerProcess
-from common.settings import Settings
+from common.settings import Settings, split_nats_url
 from events.streams import init_streams
 
 log = get_logger(__name__)
@@ -116,7 +116,7 @@ class Supervisor:
             )
             await asyncio.to_thread(self.nats.start)
             nats_url = self.nats.url
-        client = await nats.connect(nats_url, connect_timeout=5)
+        client = await nats.connect(split_nats_url(nats_url), connect_timeout=5)
         try:
             results = await init_streams(client.jetstream(), settings)
         finally:

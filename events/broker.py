@@ -19,7 +19,7 @@ def create_broker(settings: Settings, *, name: str) -> NatsBroker:
     the way unless an operator asks for them.
     """
     return NatsBroker(
-        settings.resolved_nats_url,
+        settings.nats_servers,
         name=f"videopick-{name}",
         serializer=MsgSpecSerializer(),
         middlewares=[AckPolicyMiddleware],

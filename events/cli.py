@@ -73,7 +73,7 @@ async def _connect(settings: Settings) -> AsyncIterator[JetStreamContext]:
         # An operator command fails fast: nats-py retries a dead server for two minutes
         # by default even without reconnects (60 attempts, 2 s apart).
         client: Client = await nats.connect(
-            url,
+            settings.nats_servers,
             name="videopick-events-cli",
             allow_reconnect=False,
             connect_timeout=5,

@@ -123,7 +123,7 @@ class ChatGateway:
 
     async def start(self) -> None:
         self._nc = await nats.connect(
-            self.settings.resolved_nats_url,
+            self.settings.nats_servers,
             name=f"videopick-{COMPONENT}-chat",
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,

@@ -36,6 +36,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from common.logs import get_logger
+from common.settings import split_nats_url
 from events.catalog import decode_event
 from events.envelope import Event
 from events.replay import StoredReader
@@ -69,7 +70,7 @@ class LiveFeed:
 
     async def start(self) -> None:
         self._nc = await nats.connect(
-            self._url,
+            split_nats_url(self._url),
             name=f"videopick-{self._name}",
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,

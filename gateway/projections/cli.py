@@ -55,7 +55,7 @@ async def _connected(
 ) -> AsyncIterator[tuple[JetStreamContext, async_sessionmaker[AsyncSession]]]:
     # An operator command fails fast instead of retrying a dead server for minutes.
     client = await nats.connect(
-        settings.resolved_nats_url,
+        settings.nats_servers,
         name="videopick-projections-cli",
         allow_reconnect=False,
         connect_timeout=5,
