@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import runpy
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,6 +49,23 @@ def up(
     settings = get_settings()
     configure_logging("supervisor", settings.log_level, settings.log_json)
     raise typer.Exit(asyncio.run(Supervisor(settings, only=only).run()))
+
+
+@app.command()
+def cluster(
+    root: Annotated[Path, typer.Option(help="where the servers keep their data")] = Path(
+        "data/cluster"
+    ),
+    processes: Annotated[str, typer.Option(help="processes per component")] = (
+        "gateway=2,chat=2,uploader=2,transcoder=2,ingest=1"
+    ),
+    http_port: Annotated[int, typer.Option(help="first gateway's port; the next +1")] = 8080,
+) -> None:
+    """The production shape here: 3 clustered NATS, PostgreSQL, MinIO, N of every component."""
+    from common.cluster import run_cluster
+
+    configure_logging("cluster", "INFO", False)
+    raise typer.Exit(run_cluster(root, processes=processes, http_port=http_port))
 
 
 @app.command()

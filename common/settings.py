@@ -28,6 +28,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     env: str = "dev"  # "dev" allows the built-in JWT secret; anything else refuses it
     # Which replica this process is ("ingest-0"); the supervisor sets it for each child.
     instance: str = ""
+    # Processes per component under `videopick up` / `cluster` ("gateway=2,transcoder=2");
+    # the supervisor reads it, and its children inherit it.
+    processes: str = ""
 
     # NATS: empty means "the supervisor starts one" (make run).
     nats_url: str = ""
@@ -133,6 +136,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     live_segment_target_s: float = 1.0
     live_target_duration_s: int = 2
     live_record: bool = True  # join each broadcast's segments into one recording object
+    # A publisher whose connection drops (no unpublish) and comes back within this many
+    # seconds continues the same broadcast and recording; 0 ends it at once.
+    live_reconnect_window_s: float = 60.0
+    # Every this many seconds one keyframe becomes the stream's JPEG thumbnail.
+    live_thumbnail_interval_s: float = 10.0
     # How much of a live stream the gateway's playlist lists (older segments stay in the
     # store for the recording).
     live_window_s: float = 30.0

@@ -83,9 +83,17 @@ def parse_process_counts(spec: str) -> dict[str, int]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, only: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        only: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.only = only
+        # The children's environment (``videopick cluster`` passes its own).
+        self.env = dict(os.environ) if env is None else env
         self.nats: NatsServerProcess | None = None
         self.children: list[Child] = []
         self._stopping = asyncio.Event()
@@ -127,9 +135,9 @@ class Supervisor:
         self._nats_url = nats_url
 
     def _spawn_children(self) -> None:
-        counts = parse_process_counts(os.environ.get("VIDEOPICK_PROCESSES", ""))
+        counts = parse_process_counts(self.env.get("VIDEOPICK_PROCESSES", ""))
         components = self.only or available_components()
-        env = dict(os.environ)
+        env = dict(self.env)
         env["VIDEOPICK_NATS_URL"] = self._nats_url
         env.setdefault("PYTHONUNBUFFERED", "1")
         logs = self.settings.data_dir / "logs"
