@@ -76,6 +76,24 @@ def run(component: Annotated[str, typer.Argument(help="|".join(COMPONENTS))]) ->
     runpy.run_module(component, run_name="__main__", alter_sys=True)
 
 
+@app.command()
+def demo(
+    gateway: Annotated[str, typer.Option(help="the platform's URL")] = "http://localhost:8080",
+    rtmp: Annotated[
+        str | None, typer.Option(help="RTMP ingest, rtmp://HOST:PORT/live (default: the gateway's)")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="seconds of live, then stop (default: until Ctrl-C)")
+    ] = None,
+    upload: Annotated[bool, typer.Option(help="also upload a sample clip")] = True,
+) -> None:
+    """Go live with a synthetic stream and upload a sample clip, against a running platform."""
+    from common.demo import DemoOptions, run_demo
+
+    options = DemoOptions(gateway=gateway, rtmp=rtmp, duration_s=duration, upload=upload)
+    raise typer.Exit(run_demo(options))
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration (SQLite by default, PostgreSQL via VIDEOPICK_DATABASE_URL)."""
