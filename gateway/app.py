@@ -57,6 +57,7 @@ from gateway.store import store_lifespan
 from gateway.tus.wiring import tus_router, upload_api_router, uploads_lifespan
 from gateway.vod import routers as vod_routers
 from gateway.vod import vod_lifespan
+from gateway.web import web_router
 
 log = get_logger(__name__)
 
@@ -76,6 +77,7 @@ ROUTE_HANDLERS: list[ControllerRouterHandler] = [
     upload_api_router,
     centrifugo_websocket,
     wallet_router,
+    web_router,
 ]
 
 LIFESPAN_HOOKS: list[LifespanHook] = [
