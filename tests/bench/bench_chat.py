@@ -1,0 +1,256 @@
+"""Chat fan-out: VideoPick against Centrifugo v6 and a Node ``ws`` broadcast server.
+
+    .venv/bin/pytest -m bench tests/bench/bench_chat.py -s
+
+2,000 sockets subscribed to one room; publishers at 25, 50 and 100 messages/s (50k,
+100k and 200k deliveries/s offered), each rate for 10 s after a 2 s warm-up. The same
+load generator (``tests/bench/chat/loadgen.mjs``, Node, forked workers) drives all
+three: the Centrifugo client protocol (JSON) for VideoPick and Centrifugo, plain JSON
+frames for ``ws``. Each message carries its send time; the table gives deliveries per
+second received inside the window and the p50/p99 delivery latency.
+
+- VideoPick: ``VIDEOPICK_TEST_BENCH_CHAT_GATEWAYS`` (default 2) ``python -m gateway``
+  processes, each on its own port, the sockets spread over them round-robin (as the
+  proxy in front spreads them in production); a chat worker decides every message
+  (JetStream → moderation → SQLite → ``chat.accepted``), so the latency is end to end.
+- Centrifugo v6.9.1 (built by ``scripts/install-go-tool.sh``), memory engine, a JSON
+  config: anonymous connect, subscribe and publish in the ``chat`` namespace, history
+  50 (as ours keeps).
+- ``ws`` 8 (``tests/bench/chat/ws_server.mjs``): broadcast to every subscriber.
+
+Knobs (``VIDEOPICK_TEST_BENCH_CHAT_*``): ``SOCKETS``, ``RATES`` (comma list),
+``SECONDS``, ``GATEWAYS``, ``LOADGEN_WORKERS``, ``STRICT=1`` (fail unless the goal is
+met: at 100 msg/s, delivered ≥ Centrifugo's and p99 ≤ 150 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from common.nats_server import free_port
+from common.settings import Settings
+from tests.fixtures.gateway import REPO_ROOT, gateway_process
+from tests.integration.chat_stack import chat_knows, chat_settings, register, start_worker
+
+pytestmark = pytest.mark.bench
+
+BENCH_DIR = REPO_ROOT / "tests" / "bench" / "chat"
+CENTRIFUGO_MODULE = "github.com/centrifugal/centrifugo/v6@v6.9.1"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"VIDEOPICK_TEST_BENCH_CHAT_{name}", default)
+
+
+SOCKETS = int(_env("SOCKETS", "2000"))
+RATES = [int(r) for r in _env("RATES", "25,50,100").split(",")]
+SECONDS = float(_env("SECONDS", "10"))
+GATEWAYS = int(_env("GATEWAYS", "2"))
+LOADGEN_WORKERS = int(_env("LOADGEN_WORKERS", "2"))
+STRICT = _env("STRICT", "") == "1"
+GOAL_RATE = 100
+GOAL_P99_MS = 150.0
+READY_TIMEOUT_S = 60.0
+
+
+# --- the servers -------------------------------------------------------------------------
+
+
+def _npm_ci() -> None:
+    """The ``ws`` package, pinned by tests/bench/chat/package-lock.json."""
+    stamp = BENCH_DIR / "node_modules" / ".synced"
+    lock = BENCH_DIR / "package-lock.json"
+    if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    subprocess.run(
+        ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--silent"],
+        cwd=BENCH_DIR,
+        check=True,
+    )
+    stamp.touch()
+
+
+def _centrifugo_binary() -> Path:
+    out = subprocess.run(
+        ["bash", "scripts/install-go-tool.sh", "centrifugo", CENTRIFUGO_MODULE],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)  # polling a condition with a deadline
+    raise RuntimeError(f"port {port} not open in {READY_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def _serve(command: list[str], port: int, log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=BENCH_DIR, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_port(port, process, log)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def centrifugo_config(port: int) -> dict[str, Any]:
+    return {
+        "http_server": {"address": "127.0.0.1", "port": port},
+        "log": {"level": "error"},
+        "client": {"allow_anonymous_connect_without_token": True, "allowed_origins": ["*"]},
+        "channel": {
+            "namespaces": [
+                {
+                    "name": "chat",
+                    # Anonymous needs both flags (centrifugo internal/client/handler.go).
+                    "allow_subscribe_for_client": True,
+                    "allow_subscribe_for_anonymous": True,
+                    "allow_publish_for_client": True,
+                    "allow_publish_for_anonymous": True,
+                    "history_size": 50,
+                    "history_ttl": "300s",
+                }
+            ]
+        },
+    }
+
+
+# --- running a load -----------------------------------------------------------------------
+
+
+async def run_load(config: dict[str, Any]) -> dict[str, Any]:
+    """One loadgen run; its JSON verdict (last stdout line)."""
+    full = {
+        "sockets": SOCKETS,
+        "seconds": SECONDS,
+        "workers": LOADGEN_WORKERS,
+        **config,
+    }
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(BENCH_DIR / "loadgen.mjs"),
+        json.dumps(full),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+@contextlib.asynccontextmanager
+async def videopick(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[list[str], str, str]]:
+    """Gateways + a chat worker; (WebSocket URLs, a publisher's token, the channel)."""
+    config = chat_settings(settings, database_url)
+    async with contextlib.AsyncExitStack() as stack:
+        worker = await stack.enter_async_context(start_worker(config))
+        urls = [
+            stack.enter_context(gateway_process(config, tmp_path / f"gateway{n}.log"))
+            for n in range(GATEWAYS)
+        ]
+        http = await stack.enter_async_context(httpx.AsyncClient(base_url=urls[0]))
+        account = await register(http, "benchstreamer")
+        await chat_knows(worker, account)
+        ws_urls = [u.replace("http://", "ws://") + "/connection/websocket" for u in urls]
+        yield ws_urls, account.token, f"chat:{account.stream_id}"
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> None:
+    by_rate = {rate: r for name, rate, r in rows if name.startswith("centrifugo")}
+    header = (
+        f"{'server':<24}{'msg/s':>6}{'offered/s':>11}{'delivered/s':>13}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'loss':>7}{'vs centrifugo':>15}{'loadgen cpu':>13}"
+    )
+    print(f"\nchat fan-out: {SOCKETS} sockets, one room, {SECONDS:g} s per rate\n{header}")
+    print("-" * len(header))
+    for name, rate, r in rows:
+        peer = by_rate.get(rate)
+        ratio = r["delivered_per_s"] / peer["delivered_per_s"] if peer else None
+        loss = r["loss"]
+        cpu = "/".join(f"{c:.2f}" for c in r["loadgen_cpu_per_worker"])
+        print(
+            f"{name:<24}{rate:>6}{r['offered_per_s']:>11,}{r['delivered_per_s']:>13,.0f}"
+            f"{_fmt(r['p50_ms']):>9}{_fmt(r['p99_ms']):>9}"
+            f"{'-' if loss is None else f'{loss:.1%}':>7}{_fmt(ratio, 2):>15}{cpu:>13}"
+        )
+
+
+# SQLite: the embedded default, and the lightest on a shared machine.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_chat_fanout_against_centrifugo_and_ws(
+    settings: Settings, database_url: str, event_streams: JetStreamContext, tmp_path: Path
+) -> None:
+    _npm_ci()
+    centrifugo = _centrifugo_binary()
+    ws_port, cf_port = free_port(), free_port()
+    cf_config = tmp_path / "centrifugo.json"
+    cf_config.write_text(json.dumps(centrifugo_config(cf_port)))
+    ours = f"videopick ×{GATEWAYS} gw"
+    rows: list[tuple[str, int, dict[str, Any]]] = []
+    with (
+        _serve(["node", "ws_server.mjs", str(ws_port)], ws_port, tmp_path / "ws.log"),
+        _serve([str(centrifugo), "--config", str(cf_config)], cf_port, tmp_path / "cf.log"),
+    ):
+        async with videopick(settings, database_url, tmp_path) as (urls, token, channel):
+            servers: list[tuple[str, dict[str, Any]]] = [
+                ("ws (node)", {"mode": "plain", "urls": [f"ws://127.0.0.1:{ws_port}"]}),
+                (
+                    "centrifugo v6.9.1",
+                    {
+                        "mode": "centrifugo",
+                        "urls": [f"ws://127.0.0.1:{cf_port}/connection/websocket"],
+                    },
+                ),
+                # Several publishers: each keeps at most 8 publishes waiting for a decision.
+                (ours, {"mode": "centrifugo", "urls": urls, "token": token, "publishers": 8}),
+            ]
+            for rate in RATES:
+                for name, server in servers:
+                    result = await run_load({"channel": channel, "rate": rate, **server})
+                    rows.append((name, rate, result))
+                    print(f"{name} @ {rate}/s: {json.dumps(result)}")
+    print_table(rows)
+    for name, _rate, result in rows:
+        assert result["connected"] == SOCKETS, (name, result["failures"])
+        assert result["delivered_per_s"] > 0, name
+    if STRICT:
+        peer = next(r for n, rate, r in rows if n.startswith("centrifugo") and rate == GOAL_RATE)
+        mine = next(r for n, rate, r in rows if n == ours and rate == GOAL_RATE)
+        assert mine["delivered_per_s"] >= peer["delivered_per_s"]
+        assert mine["p99_ms"] is not None
+        assert mine["p99_ms"] <= GOAL_P99_MS
