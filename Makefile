@@ -65,6 +65,7 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install system-deps minio
+	bash scripts/install-go-tool.sh centrifugo github.com/centrifugal/centrifugo/v6@v6.9.1 >/dev/null
 	$(BIN)/pytest -m bench tests/bench $(PYTEST_ARGS)
 
 docs: install
