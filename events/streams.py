@@ -47,8 +47,8 @@ STREAMS = StreamDef(
 # Parts and segments arrive several times a second per live; a day is plenty.
 LIVE_MEDIA = StreamDef(
     "LIVE_MEDIA",
-    ("stream.part.>", "stream.segment.>"),
-    "LL-HLS parts and segments of live streams",
+    ("stream.part.>", "stream.segment.>", "stream.thumbnail.>"),
+    "LL-HLS parts and segments of live streams, and their thumbnails",
     max_age_s=DAY_S,
 )
 UPLOADS = StreamDef("UPLOADS", ("upload.>", "chunk.>"), "upload lifecycle and durable chunks")

@@ -19,8 +19,9 @@ Consumed:
   ``no_reply=True``: the message is a JetStream publish whose reply subject is the
   publisher's PubAck inbox, and FastStream would otherwise answer it.
 
-Published (through ``events.publisher.EventPublisher``): ``stats.ingest``. The packager
-(ingest/packager) publishes the ``stream.*`` lifecycle and media events.
+Published (through ``events.publisher.EventPublisher``): ``stats.ingest``; the packager
+(ingest/packager) publishes the ``stream.*`` lifecycle and media events and
+``stream.thumbnail``, listed here for the AsyncAPI document.
 """
 
 from __future__ import annotations
@@ -35,7 +36,17 @@ from faststream.nats import NatsBroker
 from common.logs import get_logger
 from common.settings import Settings
 from events.broker import create_broker as create_component_broker
-from events.catalog import ChannelKeyRotated, StatsIngest, StreamStopRequested
+from events.catalog import (
+    ChannelKeyRotated,
+    StatsIngest,
+    StreamEnded,
+    StreamPart,
+    StreamRecorded,
+    StreamSegment,
+    StreamStarted,
+    StreamStopRequested,
+    StreamThumbnail,
+)
 from events.consumer import RetryPolicy, durable_subscriber
 from events.declare import declare_publishes
 from events.envelope import Event
@@ -51,7 +62,16 @@ CONTEXT_KEY: Final = "ingest"
 KEYS_DURABLE: Final = "ingest-keys"
 # A key that is not stored yet refuses its publisher: retry soon, not in minutes.
 KEYS_POLICY: Final = RetryPolicy(max_deliver=10, backoff_s=(0.5, 1.0, 5.0, 15.0), ack_wait_s=30.0)
-PUBLISHES: Final[tuple[type[Event], ...]] = (StatsIngest,)
+# The packager's events (ingest/packager) go out on the same connection.
+PUBLISHES: Final[tuple[type[Event], ...]] = (
+    StatsIngest,
+    StreamStarted,
+    StreamPart,
+    StreamSegment,
+    StreamThumbnail,
+    StreamEnded,
+    StreamRecorded,
+)
 
 
 @dataclass

@@ -60,15 +60,18 @@ __all__ = [
 
 log = get_logger(__name__)
 
-CloseReason = Literal["publisher_left", "stop_requested", "timeout", "error", "shutdown"]
+CloseReason = Literal["publisher_left", "stop_requested", "timeout", "error", "shutdown", "dropped"]
 # "shutdown": this ingest process is stopping; the publisher will likely reconnect (to
-# another process), so the packager may keep the broadcast open for its reconnect window.
+# another process). "dropped": the connection ended without an unpublish (killed
+# encoder, network cut) — the packager keeps the broadcast open for its reconnect
+# window, as it does after "timeout"; "publisher_left" is a deliberate unpublish.
 CLOSE_REASONS: Final[tuple[CloseReason, ...]] = (
     "publisher_left",
     "stop_requested",
     "timeout",
     "error",
     "shutdown",
+    "dropped",
 )
 
 

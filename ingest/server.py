@@ -67,7 +67,7 @@ APP: Final = "live"
 BAD_NAME: Final = "NetStream.Publish.BadName"
 REJECTED: Final = "NetStream.Publish.Rejected"
 _REASON_BY_KIND: Final[dict[CloseKind, CloseReason]] = {
-    CloseKind.PEER: "publisher_left",
+    CloseKind.PEER: "dropped",  # no unpublish first: the publisher may come back
     CloseKind.TIMEOUT: "timeout",
     CloseKind.PROTOCOL_ERROR: "error",
     CloseKind.INTERNAL_ERROR: "error",
@@ -207,16 +207,18 @@ class IngestServer:
 
     async def tick(self) -> None:
         """Publish ``stats.ingest`` for every live session here; renew their leases."""
-        sessions = [p.session for p in list(self.live.values()) if p.session is not None]
+        publishers = [p for p in list(self.live.values()) if p.session is not None]
+        sessions = [p.session for p in publishers if p.session is not None]
         for session in sessions:
-            bitrate_kbps, fps = session.take_stats()
+            stats = session.take_stats()
             if self.stats is None:
                 continue
             event = StatsIngest(
                 stream_id=session.stream_id,
                 session_id=session.session_id,
-                bitrate_kbps=bitrate_kbps,
-                fps=fps,
+                bitrate_kbps=stats.bitrate_kbps,
+                fps=stats.fps,
+                keyframe_interval_s=stats.keyframe_interval_s,
             )
             try:
                 await self.stats.publish(event, correlation_id=session.session_id)
@@ -226,7 +228,8 @@ class IngestServer:
                 )
         if sessions:
             try:
-                await self.leases.renew([s.session_id for s in sessions], self.config.lease_ttl_s)
+                leases = [p.lease_id for p in publishers if p.lease_id is not None]
+                await self.leases.renew(leases, self.config.lease_ttl_s)
             except Exception as exc:
                 log.warning("publisher leases not renewed", error=repr(exc))
 
@@ -241,6 +244,9 @@ class _Publisher:
         self.session: PublishSession | None = None
         self._reserved: str | None = None  # stream id held in server.live
         self._end_reason: CloseReason | None = None
+        # This connection's lease (its own session id; the packager's broadcast id
+        # differs after a reconnect).
+        self.lease_id: str | None = None
 
     # --- events ---------------------------------------------------------------------
 
@@ -328,13 +334,17 @@ class _Publisher:
             self.channel = None
             self._refuse(REJECTED, "the server could not start this stream; retry", "sink")
             return
+        # A reconnect continues a broadcast the packager kept open: its stats and events
+        # carry the broadcast's session id, the one the catalog knows.
+        broadcast_id = getattr(sink, "broadcast_id", session_id)
         self.session = PublishSession(
             sink,
             stream_id=stream_id,
-            session_id=session_id,
+            session_id=broadcast_id if isinstance(broadcast_id, str) else session_id,
             user_id=channel.user_id,
             clock=server.clock,
         )
+        self.lease_id = session_id
         if self.link.is_closing():  # closed while the sink was made: closed() ends it
             return
         self.link.send(self.link.conn.accept_publish())
@@ -425,7 +435,7 @@ class _Publisher:
             await session.close(reason)
         except Exception:
             log.exception("the packager failed to close its session")
-        await self._release_lease(session.stream_id, session.session_id)
+        await self._release_lease(session.stream_id, self.lease_id or session.session_id)
         log.info(
             "publish ended",
             reason=reason,

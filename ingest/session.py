@@ -11,7 +11,8 @@ sink slows the socket, not memory). What it guarantees the sink is written in
   non-decreasing; when the publisher's clock jumps back by more than
   :data:`BACKWARD_JUMP_MS` (an encoder restart), the whole stream is rebased forward
   by one shared offset, so audio and video stay together;
-- stats: bytes and video frames since the last :meth:`PublishSession.take_stats`.
+- stats: bytes, video frames and keyframe spacing since the last
+  :meth:`PublishSession.take_stats`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ class _Stats:
     bytes: int = 0
     frames: int = 0
     since: float = field(default_factory=time.monotonic)
+    keyframes: int = 0
+    first_keyframe_ms: int | None = None
+    last_keyframe_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    """One window of what the publisher sent (``stats.ingest``)."""
+
+    bitrate_kbps: float
+    fps: float
+    # Mean media time between keyframes seen in the window; 0 with fewer than two.
+    keyframe_interval_s: float
 
 
 class PublishSession:
@@ -91,6 +105,7 @@ class PublishSession:
         self.started_at = clock()
         self._timeline = StreamClock()
         self._stats = _Stats(since=self.started_at)
+        self._keyframe_interval_s = 0.0
         self.video_config: AVCDecoderConfigurationRecord | None = None
         self.audio_config: AudioSpecificConfig | None = None
         self._video_config_raw = b""
@@ -129,7 +144,13 @@ class PublishSession:
         if header.packet_type == AVCPacketType.END_OF_SEQUENCE or not data:
             return
         dts = self._timeline("video", timestamp)
-        self._stats.frames += 1
+        stats = self._stats
+        stats.frames += 1
+        if header.keyframe:
+            stats.keyframes += 1
+            if stats.first_keyframe_ms is None:
+                stats.first_keyframe_ms = dts
+            stats.last_keyframe_ms = dts
         if self.video_config is None:
             self._drop_before_config("video")
             return
@@ -170,14 +191,30 @@ class PublishSession:
                 track=track,
             )
 
-    def take_stats(self) -> tuple[float, float]:
-        """(kbit/s, video frames/s) since the previous call; starts a new window."""
+    def take_stats(self) -> IngestStats:
+        """Bitrate, frame rate and keyframe interval since the previous call; starts a
+        new window. The keyframe interval is measured on the media timestamps (the GOP
+        the encoder made), not on arrival times, so network jitter does not skew it."""
         now = self._clock()
-        elapsed = max(now - self._stats.since, 1e-6)
-        bitrate_kbps = self._stats.bytes * 8 / 1000 / elapsed
-        fps = self._stats.frames / elapsed
-        self._stats = _Stats(since=now)
-        return round(bitrate_kbps, 1), round(fps, 2)
+        stats = self._stats
+        elapsed = max(now - stats.since, 1e-6)
+        bitrate_kbps = stats.bytes * 8 / 1000 / elapsed
+        fps = stats.frames / elapsed
+        if stats.keyframes >= 2 and stats.first_keyframe_ms is not None:
+            span_ms = (stats.last_keyframe_ms or 0) - stats.first_keyframe_ms
+            self._keyframe_interval_s = span_ms / (stats.keyframes - 1) / 1000
+        # The window's last keyframe opens the next one: a GOP longer than the window is
+        # still measured (and the last figure stands while no new keyframe came).
+        last = stats.last_keyframe_ms
+        self._stats = _Stats(
+            since=now,
+            keyframes=int(last is not None),
+            first_keyframe_ms=last,
+            last_keyframe_ms=last,
+        )
+        return IngestStats(
+            round(bitrate_kbps, 1), round(fps, 2), round(self._keyframe_interval_s, 3)
+        )
 
     @property
     def timeline_rebased(self) -> int:

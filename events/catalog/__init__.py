@@ -25,6 +25,7 @@ from events.catalog.live import (
     StreamSegment,
     StreamStarted,
     StreamStopRequested,
+    StreamThumbnail,
 )
 from events.catalog.media import (
     Rendition,
@@ -56,6 +57,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     StreamStopRequested,
     StreamEnded,
     StreamRecorded,
+    StreamThumbnail,
     UploadCreated,
     ChunkUploaded,
     UploadCompleted,
@@ -126,6 +128,7 @@ __all__ = [
     "StreamSegment",
     "StreamStarted",
     "StreamStopRequested",
+    "StreamThumbnail",
     "SuperChatInfo",
     "TranscodeCompleted",
     "TranscodeFailed",

@@ -34,6 +34,8 @@ class StreamPart(Event, frozen=True, tag="stream.part"):
     object_key: str
     byte_size: int
     independent: bool  # starts with a keyframe
+    # The first part after the publisher reconnected (EXT-X-DISCONTINUITY).
+    discontinuity: bool = False
 
 
 class StreamSegment(Event, frozen=True, tag="stream.segment"):
@@ -49,6 +51,8 @@ class StreamSegment(Event, frozen=True, tag="stream.segment"):
     keyframe: bool  # starts with a keyframe (always, unless the publisher sent none)
     part_count: int = 0
     program_date_time: str = ""  # ISO 8601 wall clock of the first frame
+    # The first segment after the publisher reconnected (EXT-X-DISCONTINUITY).
+    discontinuity: bool = False
 
 
 class StreamStopRequested(Event, frozen=True, tag="stream.stop_requested"):
@@ -79,3 +83,19 @@ class StreamRecorded(Event, frozen=True, tag="stream.recorded"):
     duration_s: float
     byte_size: int
     title: str = ""
+    description: str = ""  # the broadcast's, as set by POST /api/v2/streams/start
+
+
+class StreamThumbnail(Event, frozen=True, tag="stream.thumbnail"):
+    """A fresh JPEG of a live stream (one keyframe), overwriting the previous one.
+
+    Served by the gateway at ``/live/{stream_id}/thumbnail.jpg``.
+    """
+
+    key_field: ClassVar[str] = "stream_id"
+    stream_id: str
+    session_id: str
+    object_key: str
+    width: int
+    height: int
+    byte_size: int

@@ -24,3 +24,5 @@ class StatsIngest(Event, frozen=True, tag="stats.ingest"):
     session_id: str
     bitrate_kbps: float
     fps: float
+    # Mean time between keyframes in the window (0 when fewer than two arrived).
+    keyframe_interval_s: float = 0.0

@@ -28,7 +28,8 @@ StreamId = Annotated[str, PathParameter(min_length=1, max_length=128)]
 async def my_live_stats(
     current_user: NamedDependency[CurrentUser], projections: NamedDependency[Projections]
 ) -> LiveStats:
-    """Viewers now, peak of this broadcast, ingest bitrate and fps, uptime, chat rate."""
+    """Viewers now, peak of this broadcast, ingest bitrate, fps and keyframe interval,
+    uptime, chat rate."""
     async with projections.sessions() as session:
         channel = await queries.channel_of_user(session, current_user.user_id)
     if channel is None:

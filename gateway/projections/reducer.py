@@ -290,7 +290,7 @@ def _stream_recorded(state: CatalogState, e: StreamRecorded) -> None:
     _source(row, user_id=e.user_id, origin="recording", created_at=e.occurred_at)
     row.stream_id, row.session_id = e.stream_id, e.session_id
     row.src_title = e.title
-    row.src_description = ""
+    row.src_description = e.description
     row.src_duration_s = e.duration_s
 
 

@@ -74,6 +74,7 @@ class LiveStats(msgspec.Struct, kw_only=True):
     peak_viewers: int
     bitrate_kbps: float
     fps: float
+    keyframe_interval_s: float = 0.0  # the publisher's GOP, measured by ingest
     uptime_s: float
     chat_per_minute: int
 
@@ -84,7 +85,7 @@ class _Channel:
     # (ts, total) with ts increasing and total strictly decreasing: the max over
     # "ts >= since" is the first entry at or after `since` (see StatsAggregator.peak).
     peaks: list[tuple[float, int]] = field(default_factory=list)
-    ingest: tuple[float, str, float, float] | None = None  # ts, session, kbps, fps
+    ingest: tuple[float, str, float, float, float] | None = None  # ts, session, kbps, fps, gop
     chat: deque[float] = field(default_factory=deque)
     last_ts: float = 0.0
 
@@ -127,11 +128,18 @@ class StatsAggregator:
         peaks.append((ts, total))
 
     def on_ingest(
-        self, stream_id: str, session_id: str, kbps: float, fps: float, ts: float
+        self,
+        stream_id: str,
+        session_id: str,
+        kbps: float,
+        fps: float,
+        ts: float,
+        *,
+        keyframe_interval_s: float = 0.0,
     ) -> None:
         channel = self._channel(stream_id, ts)
         if channel.ingest is None or ts >= channel.ingest[0]:
-            channel.ingest = (ts, session_id, kbps, fps)
+            channel.ingest = (ts, session_id, kbps, fps, keyframe_interval_s)
 
     def on_chat(self, stream_id: str, ts: float) -> None:
         chat = self._channel(stream_id, ts).chat
@@ -161,13 +169,21 @@ class StatsAggregator:
         return channel.peaks[index][1] if index < len(channel.peaks) else 0
 
     def ingest(self, stream_id: str, now: float, session_id: str | None) -> tuple[float, float]:
+        """(kbit/s, fps) of the live session, or zeros when stale or another session's."""
+        kbps, fps, _ = self.ingest_sample(stream_id, now, session_id)
+        return kbps, fps
+
+    def ingest_sample(
+        self, stream_id: str, now: float, session_id: str | None
+    ) -> tuple[float, float, float]:
+        """(kbit/s, fps, keyframe interval s), or zeros when stale or another session's."""
         channel = self._channels.get(stream_id)
         if channel is None or channel.ingest is None:
-            return 0.0, 0.0
-        ts, session, kbps, fps = channel.ingest
+            return 0.0, 0.0, 0.0
+        ts, session, kbps, fps, gop = channel.ingest
         if now - ts > self.ingest_stale_s or (session_id is not None and session != session_id):
-            return 0.0, 0.0
-        return kbps, fps
+            return 0.0, 0.0, 0.0
+        return kbps, fps, gop
 
     def chat_per_minute(self, stream_id: str, now: float) -> int:
         channel = self._channels.get(stream_id)
@@ -209,7 +225,7 @@ def live_stats(aggregator: StatsAggregator, channel: ChannelRow, now: dt.datetim
             uptime_s=0.0,
             chat_per_minute=chat,
         )
-    kbps, fps = aggregator.ingest(channel.stream_id, at, channel.session_id)
+    kbps, fps, gop = aggregator.ingest_sample(channel.stream_id, at, channel.session_id)
     return LiveStats(
         stream_id=channel.stream_id,
         live=True,
@@ -219,6 +235,7 @@ def live_stats(aggregator: StatsAggregator, channel: ChannelRow, now: dt.datetim
         peak_viewers=aggregator.peak(channel.stream_id, channel.started_at.timestamp()),
         bitrate_kbps=kbps,
         fps=fps,
+        keyframe_interval_s=gop,
         uptime_s=max(0.0, (now - channel.started_at).total_seconds()),
         chat_per_minute=chat,
     )
@@ -307,7 +324,12 @@ class StatsFeed:
             self.aggregator.on_viewers(event.stream_id, event.gateway_id, event.viewers, ts)
         else:
             self.aggregator.on_ingest(
-                event.stream_id, event.session_id, event.bitrate_kbps, event.fps, ts
+                event.stream_id,
+                event.session_id,
+                event.bitrate_kbps,
+                event.fps,
+                ts,
+                keyframe_interval_s=event.keyframe_interval_s,
             )
 
     def _on_chat(self, msg: Msg) -> None:

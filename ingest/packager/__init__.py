@@ -11,7 +11,9 @@ Public surface:
 
 Inside: ``codecs`` (AVC/AAC records), ``fmp4`` (the writer), ``boxes`` (box splitter),
 ``cutter`` (part/segment rules), ``timeline`` (timestamp repair), ``packager`` (the
-sans-IO core), ``session`` (threads, store, events), ``recording``, ``keys``.
+sans-IO core), ``session`` (one connection: thread, store, events), ``broadcast`` and
+``live`` (broadcasts across reconnects), ``retention`` (part clean-up), ``thumbnail``,
+``titles``, ``recording``, ``keys``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from faststream.nats import NatsBroker
 from common.settings import Settings
 from common.store import ObjectStore
 from events.publisher import EventPublisher
+from ingest.packager.live import LivePackaging
 from ingest.packager.packager import PackagerConfig
-from ingest.packager.session import LivePackaging, PartObserver, PartTiming, SessionSink
+from ingest.packager.session import PartObserver, PartTiming, SessionSink
+from ingest.packager.titles import channel_describer
 
 PRODUCER = "ingest"
 
@@ -50,6 +54,9 @@ def create_packaging(
         config=packager_config(settings),
         record=settings.live_record,
         on_part=on_part,
+        reconnect_window_s=settings.live_reconnect_window_s,
+        thumbnail_interval_s=settings.live_thumbnail_interval_s,
+        describe=channel_describer(broker.connection.jetstream()),
     )
 
 

@@ -126,10 +126,10 @@ class _Open:
 
 
 class Cutter:
-    def __init__(self, config: CutterConfig) -> None:
+    def __init__(self, config: CutterConfig, first_sequence: int = 0) -> None:
         self.config = config
         self._min_part = math.ceil(config.part_target * MIN_PART_FRACTION)
-        self._sequence = 0
+        self._sequence = first_sequence  # > 0 when a reconnect continues a broadcast
         self._segment: _Open | None = None
         self._part: _Open | None = None
         self._parts_in_segment = 0

@@ -4,9 +4,11 @@
     live/{stream_id}/{session_id}/seg{N}.m4s           segment N (its parts, concatenated)
     live/{stream_id}/{session_id}/part{N}.{I}.m4s      part I of segment N
     recordings/{stream_id}/{session_id}.mp4            the whole broadcast (init + segments)
+    live/{stream_id}/thumbnail.jpg                     the latest live thumbnail (overwritten)
 
 The session id is part of every key, so a URI never names two different objects and
-the gateway may serve them as immutable. ``gateway/live/keys.py`` reads the same
+the gateway may serve them as immutable — except the thumbnail, which is the stream's
+current picture and served with a short cache lifetime. ``gateway/live/keys.py`` reads the same
 layout (components never import each other; ``tests/unit/test_llhls_keys.py`` checks
 that the two agree).
 """
@@ -39,6 +41,13 @@ def segment_key(stream_id: str, session_id: str, sequence: int) -> str:
 
 def part_key(stream_id: str, session_id: str, sequence: int, index: int) -> str:
     return session_prefix(stream_id, session_id) + f"part{sequence}.{index}.m4s"
+
+
+def thumbnail_key(stream_id: str) -> str:
+    return f"live/{check_id('stream_id', stream_id)}/thumbnail.jpg"
+
+
+PART_NAME = re.compile(r"^part(\d+)\.(\d+)\.m4s$")
 
 
 def recording_key(stream_id: str, session_id: str) -> str:

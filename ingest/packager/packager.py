@@ -11,14 +11,21 @@ Start-up: media is held until the init segment can be written — every track th
 metadata announces has its configuration record (or ``config_wait_ms`` of media went
 by), and the video frame rate is known (SPS VUI, metadata, or measured from the first
 frames). The held media then goes through as if it had just arrived.
+
+Reconnects: a packager built with a :class:`Resume` continues a broadcast another
+packager (the dropped connection's) left off — media sequence numbers, decode times
+and fragment numbers carry on from its :meth:`Packager.position`, the declared part
+target stays the broadcast's, and the first segment is flagged ``discontinuity``
+(EXT-X-DISCONTINUITY: the publisher's encoder restarted).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +53,16 @@ DELTA_WINDOW = 8
 MAX_HELD_COMMANDS = 600
 FRAMES_TO_MEASURE_FPS = 6
 DEFAULT_FPS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a broadcast's media stopped: the next connection continues from here."""
+
+    sequence: int  # the next media sequence number
+    offset_s: float  # media time so far (the end of the last segment)
+    fragment_sequence: int  # the last mfhd sequence number written
+    part_target_s: float  # PART-TARGET the playlist declared (fixed per broadcast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,7 @@ class PartReady:
     duration_s: float
     independent: bool
     last_arrival_s: float  # monotonic arrival of the part's last frame
+    discontinuity: bool = False  # the first part after a reconnect
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +151,7 @@ class SegmentReady:
     independent: bool
     part_count: int
     program_date_time: str
+    discontinuity: bool = False  # the first segment after a reconnect
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +190,15 @@ class _Held:
 
 
 class Packager:
-    def __init__(self, config: PackagerConfig, log: BoundLogger) -> None:
+    def __init__(
+        self, config: PackagerConfig, log: BoundLogger, resume: Resume | None = None
+    ) -> None:
         self.config = config
         self.log = log
+        self.resume = resume
+        # Added to every decode time (ticks of each track) when continuing a broadcast.
+        self._video_offset = 0
+        self._audio_offset = 0
         self.stats = _Stats()
         self._metadata: dict[str, Any] = {}
         self._avc: AvcConfig | None = None
@@ -198,7 +223,7 @@ class Packager:
         self._pending_video: list[_PendingVideo] = []
         self._pending_audio: list[tuple[int, bytes]] = []
         self._segment_parts: list[bytes] = []
-        self._fragment_sequence = 0
+        self._fragment_sequence = resume.fragment_sequence if resume else 0
         self._last_arrival_s = 0.0
         self._wall_origin_s: float | None = None
         self._duration_ticks = 0
@@ -332,7 +357,18 @@ class Packager:
                 target_duration_s=config.target_duration_s,
                 all_sync=True,
             )
-        self._cutter = Cutter(cutter_config)
+        resume = self.resume
+        if resume is not None:
+            self._part_target_s = resume.part_target_s
+            cutter_config = replace(
+                cutter_config,
+                part_target=math.floor(resume.part_target_s * cutter_config.timescale + 1e-6),
+            )
+            self._video_offset = round(resume.offset_s * fmp4.VIDEO_TIMESCALE)
+            self._audio_offset = round(resume.offset_s * audio.sample_rate) if audio else 0
+        first_sequence = resume.sequence if resume else 0
+        self._cutter = Cutter(cutter_config, first_sequence)
+        self._duration_ticks = round((resume.offset_s if resume else 0.0) * cutter_config.timescale)
         self._started = True
         init = InitReady(
             data=fmp4.init_segment(video, audio),
@@ -362,7 +398,8 @@ class Packager:
 
     def _media(self, frame: VideoFrame | AudioFrame) -> list[Output]:
         if self._wall_origin_s is None:
-            self._wall_origin_s = frame.wall_s
+            # Program date-times stay on the broadcast's clock across a reconnect.
+            self._wall_origin_s = frame.wall_s - (self.resume.offset_s if self.resume else 0.0)
         if isinstance(frame, VideoFrame):
             return self._video(frame)
         return self._audio(frame)
@@ -380,7 +417,7 @@ class Packager:
         self.stats.video_frames += 1
         t_ms = self._video_clock.map(frame.dts_ms, frame.wall_s)
         # pts = dts + cts (FLV video tag); a clamped dts keeps its composition offset.
-        dts = t_ms * 90
+        dts = t_ms * 90 + self._video_offset
         if self._last_video_dts is not None:
             self._deltas.append(dts - self._last_video_dts)
         self._last_video_dts = dts
@@ -394,7 +431,7 @@ class Packager:
             return []
         t_ms = self._audio_clock.map(frame.dts_ms, frame.wall_s)
         rate = aac.sample_rate
-        stamped = round(t_ms * rate / 1000)
+        stamped = round(t_ms * rate / 1000) + self._audio_offset
         if self._audio_ticks is None:
             ticks = stamped
         else:
@@ -491,6 +528,7 @@ class Packager:
             duration_s=cut.duration / self._timescale(),
             independent=cut.independent,
             last_arrival_s=self._last_arrival_s,
+            discontinuity=self._after_reconnect(cut.sequence),
         )
 
     def _emit_segment(self, cut: SegmentClosed) -> SegmentReady:
@@ -509,6 +547,22 @@ class Packager:
             independent=cut.independent,
             part_count=cut.part_count,
             program_date_time=pdt.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            discontinuity=self._after_reconnect(cut.sequence),
+        )
+
+    def _after_reconnect(self, sequence: int) -> bool:
+        return self.resume is not None and sequence == self.resume.sequence
+
+    def position(self) -> Resume:
+        """Where the next connection of this broadcast continues (call after Close)."""
+        resume, cutter = self.resume, self._cutter
+        if cutter is None:  # nothing was packaged: the broadcast is where it was
+            return resume or Resume(0, 0.0, 0, self.config.part_target_s)
+        return Resume(
+            sequence=cutter.sequence,
+            offset_s=self._duration_ticks / self._timescale(),
+            fragment_sequence=self._fragment_sequence,
+            part_target_s=self._part_target_s,
         )
 
     def _finish(self, reason: str) -> list[Output]:
@@ -523,7 +577,10 @@ class Packager:
             outputs += self._apply(cutter.finish(end))
         elif cutter is not None:
             outputs += self._apply(cutter.finish(0))
-        duration_s = self._duration_ticks / self._timescale() if cutter is not None else 0.0
+        if cutter is not None:
+            duration_s = self._duration_ticks / self._timescale()
+        else:
+            duration_s = self.resume.offset_s if self.resume else 0.0
         outputs.append(Finished(reason, duration_s, self.stats.segments))
         self.log.info(
             "packaging finished",

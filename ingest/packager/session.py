@@ -1,4 +1,4 @@
-"""One publish session: the media sink the RTMP server feeds, and what it sets off.
+"""One publisher connection: the media sink the RTMP server feeds, and what it sets off.
 
     RTMP server ──sink calls──▶ SessionSink ──queue──▶ packager thread (Packager)
                                                             │ outputs
@@ -17,6 +17,13 @@
   #734): the object is skipped with a log line and no event is published for it, so
   there is never an event for missing media nor a 0-byte object. A part that could not
   be stored within a few target durations is dropped rather than published late.
+- The connection belongs to a :class:`~ingest.packager.broadcast.Broadcast`; what
+  happens when it closes (the broadcast ends, or lingers for a reconnect) is
+  :class:`~ingest.packager.live.LivePackaging`'s call. Parts the playlist no longer
+  lists are deleted as segments close (:mod:`ingest.packager.retention`).
+- Every ``thumbnail_interval_s`` one keyframe becomes the stream's JPEG
+  (:mod:`ingest.packager.thumbnail`), rendered on a worker thread and stored from a
+  task of its own: thumbnails never wait in line with parts.
 """
 
 from __future__ import annotations
@@ -26,20 +33,16 @@ import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from common.logs import get_logger
-from common.store import ObjectStore, StoreError
-from events.catalog import (
-    StreamEnded,
-    StreamPart,
-    StreamRecorded,
-    StreamSegment,
-    StreamStarted,
-)
+from common.store import StoreError
+from events.catalog import StreamPart, StreamSegment, StreamStarted, StreamThumbnail
 from events.envelope import Event
 from ingest.packager import keys
+from ingest.packager.broadcast import Broadcast
 from ingest.packager.packager import (
     AudioConfig,
     AudioFrame,
@@ -50,13 +53,16 @@ from ingest.packager.packager import (
     Metadata,
     Output,
     Packager,
-    PackagerConfig,
     PartReady,
+    Resume,
     SegmentReady,
     VideoConfig,
     VideoFrame,
 )
-from ingest.packager.recording import build_recording, recording_video_id
+from ingest.packager.thumbnail import ThumbnailError
+
+if TYPE_CHECKING:
+    from ingest.packager.live import LivePackaging
 
 log = get_logger(__name__)
 
@@ -72,7 +78,12 @@ INIT_PUT_ATTEMPTS = 3
 RETRY_DELAY_S = 0.5
 
 
+THUMBNAIL_PUT_TIMEOUT_S = 5.0
+
+
 def _content_type(key: str) -> str:
+    if key.endswith(".jpg"):
+        return "image/jpeg"
     return INIT_CONTENT_TYPE if key.endswith(".mp4") else SEGMENT_CONTENT_TYPE
 
 
@@ -96,83 +107,44 @@ class PartTiming:
 PartObserver = Callable[[PartTiming], None]
 
 
-class LivePackaging:
-    """Builds a :class:`SessionSink` per publish; hand ``create_session_sink`` to the server.
+class SessionSink:
+    """The media sink of one connection (``ingest.media.MediaSink``; methods return None).
 
-    ``publisher`` publishes lifecycle and segment events; ``part_publisher`` (default:
-    the same) publishes ``stream.part`` — give it fewer retries, a late part is worth
-    nothing.
+    ``session_id`` is the connection's (the server's publish session);
+    ``broadcast_id`` names the broadcast it feeds — the first connection's session id,
+    which a reconnect keeps.
     """
 
     def __init__(
         self,
-        store: ObjectStore,
-        publisher: Publisher,
-        *,
-        config: PackagerConfig | None = None,
-        part_publisher: Publisher | None = None,
-        record: bool = True,
-        on_part: PartObserver | None = None,
+        owner: LivePackaging,
+        broadcast: Broadcast,
+        session_id: str,
+        resume_from: Future[Resume] | None = None,
     ) -> None:
-        self.store = store
-        self.publisher = publisher
-        self.part_publisher = part_publisher or publisher
-        self.config = config or PackagerConfig()
-        self.record = record
-        self.on_part = on_part
-        self._sessions: dict[str, SessionSink] = {}
-
-    @property
-    def sessions(self) -> dict[str, SessionSink]:
-        """Sessions still packaging or publishing, by session id."""
-        return dict(self._sessions)
-
-    def create_session_sink(self, stream_id: str, session_id: str, user_id: str) -> SessionSink:
-        """Called by the RTMP server on the event loop when a publish starts.
-
-        ``session_id`` names the broadcast's objects: reusing a live one would overwrite
-        them, so it is refused (ValueError; the server then refuses the publish).
-        """
-        if session_id in self._sessions:
-            raise ValueError(f"session {session_id!r} is already being packaged")
-        sink = SessionSink(self, stream_id, session_id, user_id)
-        self._sessions[session_id] = sink
-        sink.add_done_callback(lambda: self._forget(session_id))
-        return sink
-
-    def _forget(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
-
-    async def aclose(self, timeout_s: float = 30.0) -> None:
-        """Close every open session and wait for their last events (ingest shutdown)."""
-        sinks = list(self._sessions.values())
-        for sink in sinks:
-            sink.close("shutdown")  # a no-op for sinks the server already closed
-        if sinks:
-            await asyncio.wait_for(
-                asyncio.gather(*(sink.wait_closed() for sink in sinks)), timeout_s
-            )
-
-
-class SessionSink:
-    """The media sink of one publish (``ingest.media.MediaSink``; methods return None)."""
-
-    def __init__(self, owner: LivePackaging, stream_id: str, session_id: str, user_id: str) -> None:
-        self.stream_id = keys.check_id("stream_id", stream_id)
+        self.stream_id = keys.check_id("stream_id", broadcast.stream_id)
         self.session_id = keys.check_id("session_id", session_id)
-        self.user_id = user_id
+        self.user_id = broadcast.user_id
+        self.broadcast = broadcast
         self._owner = owner
         self._store = owner.store
-        self._log = log.bind(stream_id=stream_id, session_id=session_id)
-        self._packager = Packager(owner.config, self._log)
+        self._log = log.bind(
+            stream_id=broadcast.stream_id, session_id=broadcast.session_id, connection=session_id
+        )
+        self._resume_from = resume_from
+        self._packager: Packager | None = None
+        # Where this connection left the broadcast: set by the packager thread at Close.
+        self.position: Future[Resume] = Future()
         self._loop = asyncio.get_running_loop()
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._outbox: asyncio.Queue[list[Output]] = asyncio.Queue()
         self._closed = False
-        self._started = False
-        self._started_event: StreamStarted | None = None  # init stored, event not yet acked
-        self._stored_segments = 0
+        self.close_reason: str | None = None
         self._done_callbacks: list[Callable[[], None]] = []
+        self._avcc = b""
+        self._thumbnail_due = 0.0  # monotonic; the first keyframe makes one at once
+        self._thumbnail_busy = False
+        self._thumbnail_failures = 0
         self._thread = threading.Thread(
             target=self._run_packager, name=f"packager-{session_id[:12]}", daemon=True
         )
@@ -180,21 +152,33 @@ class SessionSink:
         self._task = self._loop.create_task(self._publish_outputs(), name=f"live-{session_id}")
         self._task.add_done_callback(lambda _task: self._on_done())
 
+    @property
+    def task(self) -> asyncio.Task[None]:
+        """Stores and publishes this connection's outputs; done after its last one."""
+        return self._task
+
+    @property
+    def broadcast_id(self) -> str:
+        return self.broadcast.session_id
+
     # -- the sink interface (event loop; returns at once) ------------------------------
 
     def on_metadata(self, metadata: dict[str, Any]) -> None:
         self._put(Metadata(metadata))
 
     def on_video_config(self, avcc: bytes) -> None:
-        self._put(VideoConfig(bytes(avcc)))
+        self._avcc = bytes(avcc)
+        self._put(VideoConfig(self._avcc))
 
     def on_audio_config(self, asc: bytes) -> None:
         self._put(AudioConfig(bytes(asc)))
 
     def on_video(self, dts_ms: int, cts_ms: int, keyframe: bool, avcc_nalus: bytes) -> None:
-        self._put(
-            VideoFrame(dts_ms, cts_ms, keyframe, bytes(avcc_nalus), time.monotonic(), time.time())
-        )
+        now = time.monotonic()
+        data = bytes(avcc_nalus)
+        self._put(VideoFrame(dts_ms, cts_ms, keyframe, data, now, time.time()))
+        if keyframe and not self._closed:
+            self._maybe_thumbnail(now, data)
 
     def on_audio(self, dts_ms: int, raw_aac: bytes) -> None:
         self._put(AudioFrame(dts_ms, bytes(raw_aac), time.monotonic(), time.time()))
@@ -203,13 +187,16 @@ class SessionSink:
         if not self._closed:
             self._put(Close(reason))
             self._closed = True
+            self.close_reason = reason
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     async def wait_closed(self) -> None:
-        """Until the last event of the session (``stream.ended`` / ``stream.recorded``)."""
+        """Until this connection's outputs are handled: after ``stream.ended`` and
+        ``stream.recorded`` when it ended the broadcast; once the broadcast lingers
+        when it dropped (``LivePackaging.wait_ended`` waits for the end then)."""
         await asyncio.shield(self._task)
 
     def add_done_callback(self, callback: Callable[[], None]) -> None:
@@ -229,15 +216,31 @@ class SessionSink:
     # -- the packager thread ---------------------------------------------------------
 
     def _run_packager(self) -> None:
+        try:
+            # A reconnect continues where the dropped connection's packager stopped; that
+            # thread sets it as soon as it has taken its Close (commands queue meanwhile).
+            resume = self._resume_from.result() if self._resume_from is not None else None
+            packager = self._packager = Packager(self._owner.config, self._log, resume)
+            self._feed_until_close(packager)
+        finally:
+            if not self.position.done():
+                made = self._packager
+                fallback = Resume(0, 0.0, 0, self._owner.config.part_target_s)
+                self.position.set_result(made.position() if made else fallback)
+
+    def _feed_until_close(self, packager: Packager) -> None:
         while True:
             command = self._commands.get()
             try:
-                outputs = self._packager.feed(command)
+                outputs = packager.feed(command)
             except Exception:  # a packager bug must not take the ingest down
                 self._log.exception("packager failed on a command; skipped")
                 outputs = []
                 if isinstance(command, Close):
-                    outputs = [Finished(command.reason, 0.0, self._packager.stats.segments)]
+                    position = packager.position()
+                    outputs = [Finished(command.reason, position.offset_s, 0)]
+            if isinstance(command, Close):
+                self.position.set_result(packager.position())
             if outputs:
                 try:
                     self._loop.call_soon_threadsafe(self._outbox.put_nowait, outputs)
@@ -260,14 +263,14 @@ class SessionSink:
                     elif isinstance(output, SegmentReady):
                         await self._on_segment(output)
                     else:
-                        await self._on_finished(output)
+                        await self._owner.connection_finished(self, output)
                         return
                 except Exception:
                     self._log.exception("live output failed", output=type(output).__name__)
                     if isinstance(output, Finished):
                         return
 
-    async def _put_object(self, key: str, data: bytes, *, timeout_s: float, attempts: int) -> bool:
+    async def put_object(self, key: str, data: bytes, *, timeout_s: float, attempts: int) -> bool:
         if not data:
             return False  # never a 0-byte object
         for attempt in range(1, attempts + 1):
@@ -288,10 +291,10 @@ class SessionSink:
                 return True
         return False
 
-    async def _publish(self, event: Event, publisher: Publisher | None = None) -> bool:
+    async def publish(self, event: Event, publisher: Publisher | None = None) -> bool:
         publisher = publisher or self._owner.publisher
         try:
-            await publisher.publish(event, correlation_id=self.session_id)
+            await publisher.publish(event, correlation_id=self.broadcast_id)
         except Exception as exc:
             self._log.error(
                 "live event not published", event_type=event.event_type(), error=repr(exc)
@@ -300,15 +303,26 @@ class SessionSink:
         return True
 
     async def _on_init(self, init: InitReady) -> None:
-        key = keys.init_key(self.stream_id, self.session_id)
-        if not await self._put_object(
+        broadcast = self.broadcast
+        if broadcast.init is not None:
+            # A reconnect: the broadcast's init segment (and stream.started) stand.
+            if init.data != broadcast.init:
+                self._log.warning(
+                    "codec configuration changed across a reconnect; the broadcast keeps "
+                    "the first (as it does for a change mid-stream)"
+                )
+            await self._ensure_started()
+            return
+        key = keys.init_key(self.stream_id, self.broadcast_id)
+        if not await self.put_object(
             key, init.data, timeout_s=SEGMENT_PUT_TIMEOUT_S, attempts=INIT_PUT_ATTEMPTS
         ):
             self._log.error("init segment not stored; this broadcast is not playable")
             return
-        self._started_event = StreamStarted(
+        broadcast.init = init.data
+        broadcast.started_event = StreamStarted(
             stream_id=self.stream_id,
-            session_id=self.session_id,
+            session_id=self.broadcast_id,
             user_id=self.user_id,
             video_codec=init.video_codec,
             audio_codec=init.audio_codec,
@@ -325,9 +339,10 @@ class SessionSink:
     async def _ensure_started(self) -> bool:
         """Publish ``stream.started`` if the init is stored and it is not out yet (a bus
         outage at the start is retried before every later output)."""
-        if not self._started and self._started_event is not None:
-            self._started = await self._publish(self._started_event)
-        return self._started
+        broadcast = self.broadcast
+        if not broadcast.started and broadcast.started_event is not None:
+            broadcast.started = await self.publish(broadcast.started_event)
+        return broadcast.started
 
     async def _on_part(self, part: PartReady) -> None:
         if not await self._ensure_started():
@@ -337,20 +352,21 @@ class SessionSink:
         if time.monotonic() - part.last_arrival_s > stale_s:
             self._log.warning("part too late to be useful; dropped", sequence=part.sequence)
             return
-        key = keys.part_key(self.stream_id, self.session_id, part.sequence, part.index)
-        if not await self._put_object(key, part.data, timeout_s=PART_PUT_TIMEOUT_S, attempts=1):
+        key = keys.part_key(self.stream_id, self.broadcast_id, part.sequence, part.index)
+        if not await self.put_object(key, part.data, timeout_s=PART_PUT_TIMEOUT_S, attempts=1):
             return
         stored_s = time.monotonic() - part.last_arrival_s
-        published = await self._publish(
+        published = await self.publish(
             StreamPart(
                 stream_id=self.stream_id,
-                session_id=self.session_id,
+                session_id=self.broadcast_id,
                 sequence=part.sequence,
                 part_index=part.index,
                 duration_s=part.duration_s,
                 object_key=key,
                 byte_size=len(part.data),
                 independent=part.independent,
+                discontinuity=part.discontinuity,
             ),
             self._owner.part_publisher,
         )
@@ -363,16 +379,22 @@ class SessionSink:
     async def _on_segment(self, segment: SegmentReady) -> None:
         if not await self._ensure_started():
             return
-        key = keys.segment_key(self.stream_id, self.session_id, segment.sequence)
-        if not await self._put_object(
+        broadcast = self.broadcast
+        expired = broadcast.retention.add_segment(
+            segment.sequence, segment.duration_s, segment.part_count
+        )
+        if expired:
+            self._owner.drop_parts(broadcast, expired)
+        key = keys.segment_key(self.stream_id, self.broadcast_id, segment.sequence)
+        if not await self.put_object(
             key, segment.data, timeout_s=SEGMENT_PUT_TIMEOUT_S, attempts=SEGMENT_PUT_ATTEMPTS
         ):
             return
-        self._stored_segments += 1
-        await self._publish(
+        broadcast.stored_segments += 1
+        await self.publish(
             StreamSegment(
                 stream_id=self.stream_id,
-                session_id=self.session_id,
+                session_id=self.broadcast_id,
                 sequence=segment.sequence,
                 duration_s=segment.duration_s,
                 object_key=key,
@@ -380,44 +402,43 @@ class SessionSink:
                 keyframe=segment.independent,
                 part_count=segment.part_count,
                 program_date_time=segment.program_date_time,
+                discontinuity=segment.discontinuity,
             )
         )
 
-    async def _on_finished(self, finished: Finished) -> None:
-        if not await self._ensure_started():
-            self._log.info("publish ended before anything was playable", reason=finished.reason)
+    # -- thumbnails (event loop + the renderer's thread) -------------------------------
+
+    def _maybe_thumbnail(self, now: float, keyframe: bytes) -> None:
+        interval = self._owner.thumbnail_interval_s
+        if interval <= 0 or self._thumbnail_busy or now < self._thumbnail_due or not self._avcc:
             return
-        await self._publish(
-            StreamEnded(
-                stream_id=self.stream_id,
-                session_id=self.session_id,
-                reason=finished.reason,
-                duration_s=finished.duration_s,
-                segment_count=self._stored_segments,
-            )
-        )
-        if self._owner.record and self._stored_segments:
-            await self._record(finished.duration_s)
+        self._thumbnail_busy = True
+        self._thumbnail_due = now + interval
+        self._owner.spawn(self._make_thumbnail(self._avcc, keyframe))
 
-    async def _record(self, duration_s: float) -> None:
+    async def _make_thumbnail(self, avcc: bytes, keyframe: bytes) -> None:
         try:
-            built = await build_recording(self._store, self.stream_id, self.session_id)
-        except (StoreError, OSError) as exc:
-            self._log.error("recording not built", error=f"{type(exc).__name__}: {exc}")
-            return
-        if built is None:
-            return
-        key, size, segments = built
-        video_id = recording_video_id(self.stream_id, self.session_id)
-        self._log.info("recording stored", object_key=key, byte_size=size, segments=segments)
-        await self._publish(
-            StreamRecorded(
-                stream_id=self.stream_id,
-                session_id=self.session_id,
-                user_id=self.user_id,
-                video_id=video_id,
-                object_key=key,
-                duration_s=duration_s,
-                byte_size=size,
-            )
-        )
+            try:
+                thumbnail = await self._owner.thumbnails.render(avcc, keyframe)
+            except ThumbnailError as exc:
+                self._thumbnail_failures += 1
+                if self._thumbnail_failures == 1:
+                    self._log.warning("live thumbnail not made", error=str(exc))
+                return
+            key = keys.thumbnail_key(self.stream_id)
+            if await self.put_object(
+                key, thumbnail.jpeg, timeout_s=THUMBNAIL_PUT_TIMEOUT_S, attempts=1
+            ):
+                await self.publish(
+                    StreamThumbnail(
+                        stream_id=self.stream_id,
+                        session_id=self.broadcast_id,
+                        object_key=key,
+                        width=thumbnail.width,
+                        height=thumbnail.height,
+                        byte_size=len(thumbnail.jpeg),
+                    ),
+                    self._owner.part_publisher,
+                )
+        finally:
+            self._thumbnail_busy = False

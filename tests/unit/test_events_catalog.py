@@ -95,6 +95,7 @@ EXPECTED_STREAM = {
     "channel": "ACCOUNTS",
     "stream.part": "LIVE_MEDIA",
     "stream.segment": "LIVE_MEDIA",
+    "stream.thumbnail": "LIVE_MEDIA",
     "stream": "STREAMS",
     "upload": "UPLOADS",
     "chunk": "UPLOADS",

@@ -107,7 +107,7 @@ def test_live_stats_of_a_live_channel() -> None:
     start = dt.datetime.fromtimestamp(T, dt.UTC)
     agg = StatsAggregator()
     agg.on_viewers("s", "gw", 12, T + 10)
-    agg.on_ingest("s", "sess", 3000.0, 60.0, T + 10)
+    agg.on_ingest("s", "sess", 3000.0, 60.0, T + 10, keyframe_interval_s=2.0)
     agg.on_chat("s", T + 11)
     stats = live_stats(agg, _channel(live=True, started_at=start), start + dt.timedelta(seconds=12))
     assert (stats.live, stats.viewers, stats.peak_viewers) == (True, 12, 12)
@@ -117,6 +117,7 @@ def test_live_stats_of_a_live_channel() -> None:
         12.0,
         1,
     )
+    assert stats.keyframe_interval_s == 2.0
 
 
 def test_live_stats_of_an_offline_channel_are_zero_but_chat() -> None:

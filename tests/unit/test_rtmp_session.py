@@ -191,11 +191,30 @@ async def test_stats_windows() -> None:
     for i in range(30):
         await publish.on_media(video(i * 33, video_tag(1, bytes(1000 - 5), keyframe=i == 0)))
     fake.now += 2.0
-    bitrate, fps = publish.take_stats()
-    assert fps == 15.0  # 30 frames in 2 s
-    assert bitrate == round((len(video_tag(0, AVC_CONFIG)) + 30 * 1000) * 8 / 1000 / 2, 1)
+    stats = publish.take_stats()
+    assert stats.fps == 15.0  # 30 frames in 2 s
+    assert stats.bitrate_kbps == round(
+        (len(video_tag(0, AVC_CONFIG)) + 30 * 1000) * 8 / 1000 / 2, 1
+    )
+    assert stats.keyframe_interval_s == 0.0  # one keyframe: no interval yet
     fake.now += 1.0
-    assert publish.take_stats() == (0.0, 0.0)
+    assert (publish.take_stats().bitrate_kbps, publish.take_stats().fps) == (0.0, 0.0)
+
+
+async def test_keyframe_interval_is_measured_on_media_time_across_windows() -> None:
+    fake = FakeClock()
+    publish = session(clock=fake)
+    await publish.on_media(video(0, video_tag(0, AVC_CONFIG)))
+    # A 2 s GOP at 30 fps, read in 1.5 s windows: most windows hold one keyframe or none.
+    figures = []
+    for i in range(240):
+        await publish.on_media(video(i * 33, video_tag(1, b"x" * 50, keyframe=i % 60 == 0)))
+        if i % 45 == 44:
+            fake.now += 1.5
+            figures.append(publish.take_stats().keyframe_interval_s)
+    assert figures[0] == 0.0  # only the first keyframe so far
+    assert figures[-1] == pytest.approx(60 * 0.033)
+    assert all(value == 0.0 or value == pytest.approx(1.98) for value in figures)
 
 
 @pytest.mark.parametrize("start", [0xFFFFFF - 1_000, (1 << 32) - 1_000], ids=["2^24", "2^32"])

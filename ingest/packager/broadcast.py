@@ -1,0 +1,62 @@
+"""One broadcast: what outlives a publisher's connection.
+
+A channel's broadcast starts with a publish and usually ends with it. When the
+connection drops without an unpublish (``"dropped"``, ``"timeout"``), the broadcast
+lingers for the reconnect window: a publisher that comes back in time continues it —
+same session id (so the same playlist, object keys and recording), media sequence
+numbers and decode times carrying on (:class:`~ingest.packager.packager.Resume`).
+:class:`Broadcast` holds that shared state; each connection has its own
+:class:`~ingest.packager.session.SessionSink` and packager thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from events.catalog import StreamStarted
+from ingest.packager.retention import PartRetention
+
+if TYPE_CHECKING:
+    from ingest.packager.session import SessionSink
+
+# Close reasons after which the publisher is expected back (ingest/media.py).
+RESUMABLE: Final = frozenset({"dropped", "timeout"})
+
+
+def ended_reason(reason: str) -> str:
+    """``stream.ended``'s vocabulary: a drop nobody came back from is the publisher leaving."""
+    return "publisher_left" if reason == "dropped" else reason
+
+
+@dataclass(eq=False)
+class Broadcast:
+    stream_id: str
+    session_id: str  # the first connection's: names every object of the broadcast
+    user_id: str
+    retention: PartRetention
+    init: bytes | None = None  # the stored init segment; later connections reuse it
+    started_event: StreamStarted | None = None  # init stored, event not yet acked
+    started: bool = False
+    stored_segments: int = 0
+    duration_s: float = 0.0  # media time so far (from the newest finished connection)
+    last_reason: str = ""
+    connections: list[SessionSink] = field(default_factory=list)
+    linger: asyncio.Task[None] | None = None  # waiting for the publisher to come back
+    ending: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def newest(self) -> SessionSink | None:
+        return self.connections[-1] if self.connections else None
+
+    def resumable(self, window_s: float) -> bool:
+        """Can a new publish of this channel continue this broadcast?"""
+        newest = self.newest
+        return (
+            window_s > 0
+            and not self.ending
+            and newest is not None
+            and newest.close_reason in RESUMABLE
+        )
