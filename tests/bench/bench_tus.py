@@ -1,0 +1,282 @@
+"""tus upload throughput: our gateway against tusd, with ``cp`` as the physical reference.
+
+    make bench        # or: .venv/bin/pytest -m bench tests/bench/bench_tus.py -s
+
+One file of random bytes (``VIDEOPICK_TEST_BENCH_MIB``, default 1024) is uploaded in
+8 MiB chunks by tuspy (in its own process, as in real life) to:
+
+- ours: ``python -m gateway`` (the real server process) on the folder store. Every
+  chunk is durable (written, fsynced, renamed, folder fsynced) and its
+  ``chunk.uploaded`` published to JetStream before the 204;
+- tusd v2.9.1 with its filestore, in a folder on the same disk. tusd writes each chunk
+  into the upload's file and answers without fsync (it has no option for it): its 204
+  means "in the page cache". For a durable comparison the table also shows tusd plus
+  one fsync of the finished file (durable at the end only, still not per chunk);
+- ``cp`` of the same file on the same disk, and ``cp`` plus one fsync.
+
+The source file is read once first so every side starts with it in the page cache.
+Rounds (``VIDEOPICK_TEST_BENCH_ROUNDS``, default 3) rotate who goes first; medians are
+printed with the ratios ours / tusd. The uploader is not running: the figure is the
+gateway's ingest alone.
+
+A second benchmark uploads the same way to MinIO (ours only: S3 parts, no fsync of
+ours to count; MinIO does its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+from nats.js import JetStreamContext
+
+from common.nats_server import free_port
+from common.settings import Settings
+from common.store.local import MULTIPART_DIR
+from tests.fixtures.gateway import gateway_process, register_user
+from tests.integration.test_tus_fixtures import (
+    MiB,
+    StackFactory,
+    head_offset,
+    store_choices_fixture,  # noqa: F401 - fixture
+    upload_stack_fixture,  # noqa: F401 - fixture
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.bench]
+
+SIZE = int(os.environ.get("VIDEOPICK_TEST_BENCH_MIB", "1024")) * MiB
+ROUNDS = int(os.environ.get("VIDEOPICK_TEST_BENCH_ROUNDS", "3"))
+CHUNK = 8 * MiB
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TUSD_MODULE = "github.com/tus/tusd/v2/cmd/tusd"
+TUSD_VERSION = "v2.9.1"
+START_TIMEOUT_S = 30.0
+
+# tuspy in a process of its own: a thread of pytest's would share the GIL with whatever
+# else runs here, and a browser or app is never inside the server either.
+CLIENT = """
+import sys, time
+from tusclient import client
+files, token, path, chunk = sys.argv[1:]
+headers = {"Authorization": f"Bearer {token}"} if token else {}
+tus = client.TusClient(files, headers=headers)
+uploader = tus.uploader(file_path=path, chunk_size=int(chunk), metadata={"filename": "b.bin"})
+started = time.perf_counter()
+uploader.upload()
+print(uploader.url, time.perf_counter() - started)
+"""
+
+
+def tuspy_upload(files_url: str, token: str, path: Path) -> tuple[str, float]:
+    """Upload ``path``; (its URL, seconds from the first request to the last answer)."""
+    result = subprocess.run(
+        [sys.executable, "-c", CLIENT, files_url, token, str(path), str(CHUNK)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"tuspy to {files_url} failed:\n{result.stderr[-3000:]}"
+    url, seconds = result.stdout.split()
+    return url, float(seconds)
+
+
+def fsync_file(path: Path) -> float:
+    started = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return time.perf_counter() - started
+
+
+def random_file(path: Path, size: int) -> Path:
+    block = os.urandom(MiB)
+    with path.open("wb") as file:
+        for _ in range(size // MiB):
+            file.write(block)
+    return path
+
+
+def warm(path: Path) -> None:
+    """Read the source once, so no side pays for the first read from disk."""
+    with path.open("rb") as file:
+        while file.read(16 * MiB):
+            pass
+
+
+def tusd_binary() -> Path:
+    """tusd from the project's Go-tool cache, built there (pinned) if missing."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    binary = cache / "videopick" / "bin" / "tusd"
+    stamp = binary.with_name("tusd.version")
+    if binary.exists() and stamp.exists() and stamp.read_text().strip() == TUSD_VERSION:
+        return binary
+    result = subprocess.run(
+        ["bash", "scripts/install-go-tool.sh", "tusd", f"{TUSD_MODULE}@{TUSD_VERSION}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"could not build tusd (scripts/install-go-tool.sh):\n{result.stderr}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def tusd_server(upload_dir: Path, log_path: Path) -> Iterator[str]:
+    """tusd on 127.0.0.1 with its filestore in ``upload_dir``; its /files/ URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/files/"
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(tusd_binary()),
+                "-host=127.0.0.1",
+                f"-port={port}",
+                f"-upload-dir={upload_dir}",
+                "-base-path=/files/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"tusd exited:\n{log_path.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.options(url, timeout=1.0).status_code in (200, 204):
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"tusd not ready:\n{log_path.read_text()[-2000:]}")
+                time.sleep(0.05)  # polling its readiness, bounded by the deadline
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def rate(seconds: float) -> float:
+    return SIZE / seconds / 1e6
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_tus_throughput_against_tusd_and_cp(
+    gateway_settings: Settings, event_streams: JetStreamContext, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "source.bin", SIZE)
+    await asyncio.to_thread(warm, source)
+    # Everything on the same disk: our store (data_dir), tusd's folder, cp's target.
+    assert gateway_settings.data_dir.is_relative_to(tmp_path)
+    settings = msgspec.structs.replace(gateway_settings, tus_max_size=4 * SIZE)
+    seconds: dict[str, list[float]] = {
+        "ours": [],
+        "tusd": [],
+        "tusd_fsync": [],
+        "cp": [],
+        "cp_fsync": [],
+    }
+    tusd_dir = tmp_path / "tusd"
+    multipart_dir = settings.resolved_store_path / MULTIPART_DIR
+    with (
+        gateway_process(settings, tmp_path / "gateway.log") as gateway_url,
+        tusd_server(tusd_dir, tmp_path / "tusd.log") as tusd_url,
+    ):
+        async with httpx.AsyncClient(base_url=gateway_url, timeout=60.0) as http:
+            user = await register_user(http, "bench")
+
+            async def ours() -> None:
+                url, elapsed = await asyncio.to_thread(
+                    tuspy_upload, f"{gateway_url}/files/", user.token, source
+                )
+                upload_id = url.rsplit("/", 1)[1]
+                headers = {"Tus-Resumable": "1.0.0", **user.headers}
+                head = await http.head(f"/files/{upload_id}", headers=headers)
+                assert int(head.headers["upload-offset"]) == SIZE
+                seconds["ours"].append(elapsed)
+                # A complete upload cannot be terminated (the uploader owns it now):
+                # free the disk for the next round by hand.
+                await asyncio.to_thread(shutil.rmtree, multipart_dir)
+
+            async def tusd() -> None:
+                url, elapsed = await asyncio.to_thread(tuspy_upload, tusd_url, "", source)
+                stored = tusd_dir / url.rsplit("/", 1)[1]
+                assert stored.stat().st_size == SIZE
+                seconds["tusd"].append(elapsed)
+                seconds["tusd_fsync"].append(elapsed + await asyncio.to_thread(fsync_file, stored))
+                stored.unlink()
+                stored.with_suffix(".info").unlink()
+
+            async def cp() -> None:
+                target = tmp_path / "copy.bin"
+                started = time.perf_counter()
+                await asyncio.to_thread(
+                    subprocess.run, ["cp", str(source), str(target)], check=True
+                )
+                elapsed = time.perf_counter() - started
+                assert target.stat().st_size == SIZE
+                seconds["cp"].append(elapsed)
+                seconds["cp_fsync"].append(elapsed + await asyncio.to_thread(fsync_file, target))
+                target.unlink()
+
+            sides: list[Callable[[], Awaitable[None]]] = [ours, tusd, cp]
+            for round_ in range(ROUNDS):
+                order = sides[round_ % 3 :] + sides[: round_ % 3]
+                for side in order:
+                    await side()
+    medians = {name: statistics.median(values) for name, values in seconds.items()}
+    print_table(medians)
+    for name, values in seconds.items():
+        assert len(values) == ROUNDS, name
+
+
+def print_table(medians: dict[str, float]) -> None:
+    rows = [
+        ("ours: gateway, folder store", "ours", "every chunk, before its 204"),
+        (f"tusd {TUSD_VERSION}, filestore", "tusd", "never (page cache)"),
+        ("tusd + one fsync at the end", "tusd_fsync", "at the end only"),
+        ("cp", "cp", "never (page cache)"),
+        ("cp + one fsync at the end", "cp_fsync", "at the end only"),
+    ]
+    print(
+        f"\nBENCH tus: {SIZE // MiB} MiB in {CHUNK // MiB} MiB chunks (tuspy), median of {ROUNDS}"
+    )
+    print(f"  {'side':<32} {'MB/s':>8} {'s':>7}  durable")
+    for label, key, durable in rows:
+        print(f"  {label:<32} {rate(medians[key]):>8.1f} {medians[key]:>7.2f}  {durable}")
+    print(f"  {'ratio ours / tusd':<32} {medians['tusd'] / medians['ours']:>8.2f}")
+    print(f"  {'ratio ours / (tusd + fsync)':<32} {medians['tusd_fsync'] / medians['ours']:>8.2f}")
+    print(f"  {'ratio ours / cp':<32} {medians['cp'] / medians['ours']:>8.2f}")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backend", ["s3"])
+async def test_tus_throughput_to_minio(
+    upload_stack: StackFactory, backend: str, tmp_path: Path
+) -> None:
+    stack = await upload_stack.start(backend, with_uploader=False)
+    source = random_file(tmp_path / "source.bin", SIZE)
+    url, elapsed = await asyncio.to_thread(tuspy_upload, stack.files(), stack.alice.token, source)
+    assert await head_offset(stack, stack.alice, url.rsplit("/", 1)[1]) == SIZE
+    print(
+        f"\nBENCH tus to MinIO (ours only): {SIZE // MiB} MiB in {CHUNK // MiB} MiB chunks, "
+        f"{elapsed:.2f} s, {rate(elapsed):.1f} MB/s"
+    )
