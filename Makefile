@@ -66,6 +66,7 @@ format: install
 
 bench: install system-deps minio
 	bash scripts/install-go-tool.sh centrifugo github.com/centrifugal/centrifugo/v6@v6.9.1 >/dev/null
+	bash scripts/install-go-tool.sh tusd github.com/tus/tusd/v2/cmd/tusd@v2.9.1 >/dev/null
 	$(BIN)/pytest -m bench tests/bench $(PYTEST_ARGS)
 
 docs: install
