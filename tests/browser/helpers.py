@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page
@@ -64,3 +65,14 @@ def assert_inert(page: Page, watcher: Watcher) -> None:
     assert page.locator(INJECTED).count() == 0, page.content()
     assert page.evaluate("document.body.dataset.pwned") is None
     assert watcher.dialogs == []
+
+
+def wait_js(page: Page, expression: str, *, timeout_ms: float = 10_000) -> None:
+    """Poll a JS expression until truthy. (Playwright's wait_for_function compiles its
+    predicate with eval, which our CSP rightly refuses; page.evaluate goes through the
+    DevTools protocol and is not subject to it.)"""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_ms} ms waiting for: {expression}")
+        page.wait_for_timeout(50)

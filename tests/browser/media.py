@@ -50,7 +50,7 @@ class LivePublisher(threading.Thread):
     def run(self) -> None:
         try:
             self._publish()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+        except BaseException as exc:  # reported to the test thread
             self.error = exc
 
     def _publish(self) -> None:

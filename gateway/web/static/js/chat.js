@@ -32,7 +32,7 @@ export function startChat({ channel, ownerId, els }) {
   };
   if (user) hint.textContent = user.id === ownerId
     ? 'You own this channel: /slow 10, /ban name, /timeout name 60, /clear … are commands.'
-    : 'Add credits (💎) to send a super chat.';
+    : 'Add credits to send a super chat: it is highlighted and pinned.';
 
   const scrollDown = () => { log.scrollTop = log.scrollHeight; };
 
@@ -62,7 +62,7 @@ export function startChat({ channel, ownerId, els }) {
       if (typeof sc.color === 'string' && HEX_COLOR.test(sc.color)) {
         line.style.setProperty('--sc-color', sc.color); // CSSOM: allowed under our CSP
       }
-      line.prepend(el('span', 'amount', `💎 ${Number(sc.amount) || 0}`));
+      line.prepend(el('span', 'amount', `${Number(sc.amount) || 0} credits`));
       const age = (Date.now() - Number(data.ts || 0)) / 1000;
       const remaining = Math.min(Number(sc.pin_seconds) || 0, 3600) - Math.max(0, age);
       if (remaining > 0) pin(line, remaining);

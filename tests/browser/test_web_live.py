@@ -1,0 +1,185 @@
+"""The live path in a real browser: register → rotate and copy the stream key in the
+studio → a PyAV publisher goes live with it → the watch page plays (currentTime
+advances, LIVE badge, viewers ≥ 1), a page opened while offline starts by itself →
+chat from a second browser context appears in the first within 1 s. Titles,
+descriptions and chat carrying XSS payloads render as text."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.browser.conftest import Stack
+from tests.browser.helpers import (
+    XSS_CHAT,
+    XSS_DESCRIPTION,
+    XSS_TITLE,
+    Watcher,
+    assert_inert,
+    new_context,
+    register,
+    unique_name,
+    wait_js,
+)
+from tests.browser.media import LivePublisher
+
+pytestmark = pytest.mark.e2e
+
+CHAT_DEADLINE_MS = 1000
+CHAT_JS = json.dumps(XSS_CHAT)
+LIVE_TIMEOUT_MS = 30_000
+
+# Arrival time (Date.now()) of each chat line, recorded by the page itself.
+RECORD_ARRIVALS = """() => {
+  window.__arrivals = {};
+  new MutationObserver(() => {
+    for (const li of document.querySelectorAll('#chat-log li.message .text')) {
+      if (!(li.textContent in window.__arrivals)) window.__arrivals[li.textContent] = Date.now();
+    }
+  }).observe(document.getElementById('chat-log'), { childList: true, subtree: true });
+}"""
+
+
+def _playing(page: Page) -> None:
+    """currentTime moves forward by a second or more, and the picture has a size."""
+    wait_js(page, "document.getElementById('video').currentTime > 0.5", timeout_ms=LIVE_TIMEOUT_MS)
+    start = page.evaluate("document.getElementById('video').currentTime")
+    wait_js(
+        page,
+        f"document.getElementById('video').currentTime > {start} + 1.0",
+        timeout_ms=LIVE_TIMEOUT_MS,
+    )
+    assert page.evaluate("document.getElementById('video').videoWidth") > 0
+
+
+def test_go_live_watch_and_chat(
+    stack: Stack, browser: Browser, screenshot: Callable[[Page, str], Path]
+) -> None:
+    streamer_ctx = new_context(browser, stack.base_url)
+    viewer_ctx = new_context(browser, stack.base_url)
+    streamer_watch, viewer_watch = Watcher(), Watcher()
+    publisher: LivePublisher | None = None
+    try:
+        studio = streamer_watch.attach(streamer_ctx.new_page())
+        register(studio, unique_name("streamer"))
+        wait_js(studio, "document.getElementById('stream-key').value.length > 0")
+        assert studio.get_attribute("#stream-key", "type") == "password"  # hidden at first
+        assert studio.input_value("#rtmp-url") == stack.rtmp_url
+        screenshot(studio, "studio")
+
+        # Rotate (two presses, no dialog), reveal, copy: the clipboard has the new key.
+        old_key = studio.input_value("#stream-key")
+        studio.click("#rotate-key")
+        studio.click("#rotate-key")
+        wait_js(studio, f"document.getElementById('stream-key').value !== {old_key!r}")
+        studio.click("#reveal-key")
+        assert studio.get_attribute("#stream-key", "type") == "text"
+        studio.click("#copy-key")
+        wait_js(studio, "document.getElementById('key-status').textContent.includes('copied')")
+        key = studio.evaluate("navigator.clipboard.readText()")
+        assert key == studio.input_value("#stream-key")
+        assert key != old_key
+
+        studio.fill("#broadcast-title", XSS_TITLE)
+        studio.fill("#broadcast-description", XSS_DESCRIPTION)
+        studio.click("#go-live")
+        wait_js(
+            studio, "document.getElementById('broadcast-status').textContent.startsWith('Saved')"
+        )
+        watch_path = studio.get_attribute("#watch-link", "href")
+        assert watch_path is not None
+        assert watch_path.startswith("/watch/")
+
+        # A viewer opens the channel while it is offline.
+        viewer = viewer_watch.attach(viewer_ctx.new_page())
+        register(viewer, unique_name("viewer"))
+        viewer.goto(watch_path)
+        assert viewer.is_visible("#offline")
+        assert viewer.is_hidden("#live-badge")
+        viewer.wait_for_selector("#chat-input:enabled")
+
+        publisher = LivePublisher(f"{stack.rtmp_url}/{key}")
+        publisher.start()
+
+        # The offline page turns into playback by itself.
+        viewer.wait_for_selector("#live-badge", state="visible", timeout=LIVE_TIMEOUT_MS)
+        _playing(viewer)
+        assert viewer.is_hidden("#offline")
+
+        watch = streamer_watch.attach(streamer_ctx.new_page())
+        watch.goto(watch_path)
+        _playing(watch)
+        assert watch.is_visible("#live-badge")
+        wait_js(
+            watch,
+            "Number(document.getElementById('viewer-count').textContent) >= 1",
+            timeout_ms=LIVE_TIMEOUT_MS,
+        )
+        # The title and description are the payloads, as text.
+        assert watch.inner_text("#channel-title") == XSS_TITLE
+        assert watch.inner_text("#channel-description") == XSS_DESCRIPTION
+        assert publisher.error is None
+
+        # Chat: the viewer sends, the streamer's page shows it within a second.
+        watch.wait_for_selector("#chat-input:enabled")
+        watch.evaluate(RECORD_ARRIVALS)
+        viewer.fill("#chat-input", XSS_CHAT)
+        sent_at = viewer.evaluate("Date.now()")
+        viewer.press("#chat-input", "Enter")
+        wait_js(watch, f"{CHAT_JS} in (window.__arrivals || {{}})", timeout_ms=10_000)
+        latency_ms = watch.evaluate(f"window.__arrivals[{CHAT_JS}]") - sent_at
+        print(f"chat latency, browser to browser: {latency_ms} ms")
+        assert latency_ms <= CHAT_DEADLINE_MS
+        line = watch.locator("#chat-log li.message").filter(has_text="bold?")
+        assert line.locator(".text").inner_text() == XSS_CHAT
+
+        # And the streamer answers; the viewer sees it too (history + live both work).
+        watch.fill("#chat-input", "welcome!")
+        watch.press("#chat-input", "Enter")
+        viewer.wait_for_selector("#chat-log li.message .text:text-is('welcome!')")
+        screenshot(watch, "watch-live")
+
+        # Home lists the channel live, with its (escaped) title.
+        home = streamer_watch.attach(streamer_ctx.new_page())
+        home.goto("/")
+        card = (
+            home.locator("#live-list .card")
+            .filter(has_text="bold?")
+            .or_(home.locator("#live-list .card"))
+        )
+        assert card.count() >= 1
+        assert XSS_TITLE in home.inner_text("#live-list")
+        screenshot(home, "home")
+
+        # The studio sees itself live.
+        studio.wait_for_selector("#studio-live", state="visible", timeout=LIVE_TIMEOUT_MS)
+        wait_js(
+            studio,
+            "document.getElementById('stat-bitrate').textContent !== '–'",
+            timeout_ms=LIVE_TIMEOUT_MS,
+        )
+        studio.click("#reveal-key")  # hide the key again before the picture is taken
+        screenshot(studio, "studio-live")
+
+        for page, watcher in (
+            (watch, streamer_watch),
+            (viewer, viewer_watch),
+            (home, streamer_watch),
+        ):
+            assert_inert(page, watcher)
+        assert streamer_watch.csp == []
+        assert viewer_watch.csp == []
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        streamer_ctx.close()
+        viewer_ctx.close()
+    # Every page also ran without an uncaught error.
+    assert streamer_watch.errors == []
+    assert viewer_watch.errors == []
+    time.sleep(0)  # keep the publisher's close ordered before the stack's shutdown
