@@ -201,17 +201,20 @@ class Postgres:
 
     def _run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         user = self._user()
-        return subprocess.run(
+        result = subprocess.run(
             [str(arg) for arg in args],
             cwd=self.root,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=START_TIMEOUT_S + 30,
             user=user[0] if user else None,
             group=user[1] if user else None,
             extra_groups=[] if user else None,
         )
+        if check and result.returncode != 0:
+            raise ClusterError(f"{Path(args[0]).name} failed: {result.stderr.strip()[-2000:]}")
+        return result
 
     def init(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -329,11 +332,17 @@ class LocalCluster:
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.nats.start()
-        self.postgres.init()
-        self.postgres.start()
-        self.postgres.create_database()
-        self.minio.start()
+        # PostgreSQL runs as its own user when we are root: it must reach root/pg.
+        self.root.chmod(0o755)
+        try:
+            self.nats.start()
+            self.postgres.init()
+            self.postgres.start()
+            self.postgres.create_database()
+            self.minio.start()
+        except BaseException:
+            self.stop()
+            raise
         log.info("cluster servers ready", nats=self.nats.url, postgres=self.postgres.port)
 
     def stop(self) -> None:
