@@ -63,7 +63,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     try:
         return asyncio.run(_demo(options, console))
     except DemoError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        errors.print(f"[red]error:[/red] {exc}")
         return 1
     except KeyboardInterrupt:  # Ctrl-C before our handler was installed
         return 130
@@ -149,7 +150,8 @@ async def _announce_live(api: DemoAPI, console: Console, stream_id: str) -> None
     while time.monotonic() < deadline:
         channel = await api.channel(stream_id)
         if channel.get("live"):
-            console.print(f"[green]LIVE[/green]   {api.url(f'/watch/{stream_id}')}")
+            watch = api.url(f"/watch/{stream_id}")
+            console.print(f"[green]LIVE[/green]   {watch}   ({api.since_start()})")
             console.print(f"       HLS: {api.url(f'/live/{stream_id}/index.m3u8')}")
             return
         await asyncio.sleep(0.5)

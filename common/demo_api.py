@@ -6,6 +6,8 @@ Only documented routes (DESIGN.md, "Public interface"); every failure becomes a
 
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +36,7 @@ class DemoAPI:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=TIMEOUT_S)
         self.token = ""
+        self.started = time.monotonic()
 
     async def __aenter__(self) -> DemoAPI:
         return self
@@ -44,6 +47,10 @@ class DemoAPI:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def since_start(self) -> str:
+        """How long since the demo began, for the milestones it prints."""
+        return f"after {time.monotonic() - self.started:.1f} s"
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -121,12 +128,17 @@ class DemoAPI:
         return body
 
 
-def _reason(exc: httpx.ConnectError) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service" in text or "resolution" in text:
-        return "unknown host"
+def _reason(exc: BaseException) -> str:
+    """The socket error under httpx's wrapping: "connection refused", "unknown host"…"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, socket.gaierror):
+            return "unknown host"
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
     return str(exc) or type(exc).__name__
 
 

@@ -56,7 +56,7 @@ async def upload_sample(
     console.print(f"Uploaded: video [bold]{video_id}[/bold] is transcoding")
     ready = await _follow_transcode(api, console, video_id)
     label = "[green]VIDEO[/green]" if ready else "[yellow]VIDEO (processing)[/yellow]"
-    console.print(f"{label}  {api.url(f'/v/{video_id}')}")
+    console.print(f"{label}  {api.url(f'/v/{video_id}')}   ({api.since_start()})")
     console.print(f"       HLS: {api.url(f'/vod/{video_id}/master.m3u8')}")
     return UploadResult(video_id, ready)
 
