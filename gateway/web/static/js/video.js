@@ -42,6 +42,8 @@ async function loadCues() {
 
 function setupScrub(cues) {
   const show = (time) => {
+    const ratio = Number(seek.max) > 0 ? time / Number(seek.max) : 0;
+    scrub.style.left = `${Math.min(90, Math.max(10, ratio * 100))}%`; // keep it on screen
     const cue = cues.find((c) => time >= c.start && time < c.end) || cues[cues.length - 1];
     if (!cue) return;
     frame.style.width = `${cue.w}px`;
