@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -177,6 +178,40 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
                 == 0
             ), context()
             assert "Demo finished." in out.read_text()
+            _until(
+                "the channel to go offline",
+                time.monotonic() + 30,
+                lambda: http.get(f"/api/v2/streams/{stream_id}").json()["live"] is False or None,
+                context,
+            )
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+
+
+def test_ctrl_c_stops_the_live_cleanly(platform: Platform, tmp_path: Path) -> None:
+    started = time.monotonic()
+    args = ["--gateway", platform.url, "--rtmp", platform.rtmp_url, "--no-upload"]
+    demo, out, err = _demo(args, tmp_path)
+
+    def context() -> str:
+        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.log()}"
+
+    try:
+        with httpx.Client(base_url=platform.url, timeout=30) as http:
+            stream_id = _until(
+                "the LIVE line",
+                started + LIVE_DEADLINE_S,
+                lambda: (m := re.search(r"/watch/(\S+)", out.read_text())) and m.group(1),
+                context,
+            )
+            demo.send_signal(signal.SIGINT)
+            assert demo.wait(EXIT_GRACE_S) == 0, context()
+            assert "Stopping the live stream" in out.read_text()
+            assert err.read_text() == ""
+            # POST /streams/stop ended the broadcast: offline at once, not after the
+            # reconnect window a dropped publisher gets.
             _until(
                 "the channel to go offline",
                 time.monotonic() + 30,
