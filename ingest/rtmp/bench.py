@@ -35,13 +35,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-def make_clip(path: Path, seconds: float, mbps: float) -> None:
+def make_clip(
+    path: Path, seconds: float, mbps: float, *, size: str = "1280x720", gop: int = 60
+) -> None:
+    """A constant-bitrate x264/AAC FLV of a test picture (30 fps, a keyframe every ``gop``)."""
     rate = f"{mbps}M"
     subprocess.run(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "60",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", str(gop),
+         "-keyint_min", str(gop), "-sc_threshold", "0",
          "-b:v", rate, "-minrate", rate, "-maxrate", rate, "-bufsize", rate,
          "-x264-params", "nal-hrd=cbr:filler=1", "-pix_fmt", "yuv420p",
          "-c:a", "aac", "-b:a", "128k", "-f", "flv", str(path)],

@@ -268,13 +268,13 @@ async def test_live_latency_against_nginx_rtmp(
         gateway_process(
             gateway_settings, tmp_path / "gateway.log", {"VIDEOPICK_CORS_ORIGINS": origin}
         ) as gateway_url,
-        ingest_process(gateway_settings, tmp_path / "ingest.log") as rtmp_port,
+        ingest_process(gateway_settings, tmp_path / "ingest.log") as ingester,
         nginx_rtmp(tmp_path / "nginx") as nginx,
     ):
         streamer = await register_streamer(gateway_url, gateway_settings, "bench_streamer")
         key = streamer.stream_key
         targets = [
-            await RtmpPublisher.open("127.0.0.1", rtmp_port, "live", key),
+            await RtmpPublisher.open("127.0.0.1", ingester.port, "live", key),
             await RtmpPublisher.open("127.0.0.1", nginx.rtmp_port, "live", key),
         ]
         encoder = await asyncio.create_subprocess_exec(

@@ -85,11 +85,17 @@ def stop_process(process: subprocess.Popen[Any], timeout_s: float = 15.0) -> Non
         process.wait()
 
 
+@dataclass(frozen=True)
+class IngestProcess:
+    port: int  # RTMP
+    pid: int
+
+
 @contextlib.contextmanager
 def ingest_process(
     settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
-) -> Iterator[int]:
-    """``python -m ingest`` sharing ``settings``' NATS, database and store; its RTMP port."""
+) -> Iterator[IngestProcess]:
+    """``python -m ingest`` sharing ``settings``' NATS, database and store."""
     port = free_port()
     env = gateway_env(
         settings, free_port(), {"VIDEOPICK_RTMP_PORT": str(port), **(extra_env or {})}
@@ -104,7 +110,7 @@ def ingest_process(
         )
         try:
             wait_for_port(port, process, log_path)
-            yield port
+            yield IngestProcess(port, process.pid)
         finally:
             stop_process(process)
 

@@ -44,12 +44,12 @@ async def test_hls_js_plays_the_live_stream_with_low_latency(
         gateway_process(
             gateway_settings, tmp_path / "gateway.log", {"VIDEOPICK_CORS_ORIGINS": origin}
         ) as gateway_url,
-        ingest_process(gateway_settings, tmp_path / "ingest.log") as rtmp_port,
+        ingest_process(gateway_settings, tmp_path / "ingest.log") as ingester,
     ):
         streamer = await register_streamer(gateway_url, gateway_settings, "browser_streamer")
         # 640x360 keeps the encoder light on a shared machine; the chain is the same.
         publisher = ffmpeg_publish(
-            f"rtmp://127.0.0.1:{rtmp_port}/live/{streamer.stream_key}",
+            f"rtmp://127.0.0.1:{ingester.port}/live/{streamer.stream_key}",
             tmp_path / "ffmpeg.log",
             size="640x360",
             seconds=PLAY_DEADLINE_S + 15,

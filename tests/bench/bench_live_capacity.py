@@ -1,0 +1,270 @@
+"""Live capacity: concurrent 6 Mbit/s 1080p30 publishers remuxed with every part on time.
+
+    .venv/bin/pytest -m bench tests/bench/bench_live_capacity.py -s
+
+One 1080p30 clip (x264 ultrafast, CBR 6 Mbit/s with filler, 1 s GOP, AAC) is encoded
+once and cached; its FLV tags are chunked once by the project's RTMP framing
+(tests/bench/rtmp_publish.py). This process then replays those bytes at real-time pace
+on N connections to ``python -m ingest`` (the real server, packager, folder store and
+JetStream), starts staggered across one GOP, one asyncio loop writing every due tag on
+a 5 ms tick — so the publishers cost little of the CPU being measured.
+
+A part is on time when its ``stream.part`` event (what the gateway lists it from)
+arrives here no later than one part duration (the part target) after its last video frame was sent.
+Missing parts count as late. N ramps through ``VIDEOPICK_BENCH_CAPACITY_STEPS``
+(default 10,25,50,75,100) and stops after the first step below 99 % on time; the
+answer is the largest N at or above it. Also printed: the ingest process's CPU (% of one
+core, /proc/<pid>/stat over the replay) and this process's.
+
+Recording is off (``VIDEOPICK_LIVE_RECORD=false``): it runs when a broadcast ends, not
+while it is live, and would land in the next step. ``VIDEOPICK_BENCH_CAPACITY_SECONDS``
+sets the clip length (default 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import os
+import resource
+import secrets
+import shutil
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from common.settings import Settings
+from events.broker import create_broker
+from events.catalog import ChannelKeyRotated, StreamPart
+from events.publisher import EventPublisher
+from ingest.auth import hash_key
+from ingest.packager.flvfile import read_tags
+from ingest.rtmp.bench import cpu_seconds, make_clip
+from tests.bench.rtmp_publish import FLV_VIDEO, RtmpPublisher, chunk_tags
+from tests.integration.live_stack import ingest_caught_up, ingest_process
+
+pytestmark = pytest.mark.bench
+
+STEPS = [
+    int(n) for n in os.environ.get("VIDEOPICK_BENCH_CAPACITY_STEPS", "10,25,50,75,100").split(",")
+]
+CLIP_S = float(os.environ.get("VIDEOPICK_BENCH_CAPACITY_SECONDS", "20"))
+MBPS = 6.0
+ON_TIME_GOAL = 0.99
+CAPACITY_GOAL = 50
+TICK_S = 0.005
+SKIP_FIRST_S = 2.0  # start-up (init segment, stream.started) is not steady state
+DRAIN_S = 3.0
+CACHE = Path.home() / ".cache" / "videopick" / "bench"
+
+
+@dataclass(frozen=True)
+class Clip:
+    chunks: list[bytes]  # each tag as RTMP bytes
+    at_s: list[float]  # each tag's time from the first
+    video_tag: list[int | None]  # index in video_ts of each tag that is a coded frame
+    video_ts: list[int]  # ms of each coded video frame
+
+
+def load_clip() -> Clip:
+    path = CACHE / f"clip-1080p30-{MBPS:g}M-{CLIP_S:g}s-gop30.flv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        make_clip(partial, CLIP_S, MBPS, size="1920x1080", gop=30)
+        partial.rename(path)
+    tags = list(read_tags(path.read_bytes()))
+    first = tags[0].timestamp_ms
+    video_ts: list[int] = []
+    video_tag: list[int | None] = []
+    for tag in tags:
+        if tag.kind == FLV_VIDEO and len(tag.body) > 1 and tag.body[1] == 1:
+            video_tag.append(len(video_ts))
+            video_ts.append(tag.timestamp_ms)
+        else:
+            video_tag.append(None)
+    return Clip(
+        chunk_tags(tags), [(t.timestamp_ms - first) / 1000 for t in tags], video_tag, video_ts
+    )
+
+
+@dataclass
+class Connection:
+    stream_id: str
+    publisher: RtmpPublisher
+    start: float = 0.0
+    next_tag: int = 0
+    video_sent: list[float] = field(default_factory=list)  # send time per coded frame
+
+
+@dataclass
+class Step:
+    publishers: int
+    parts: int
+    on_time: int
+    missing: int
+    delays: list[float]
+    ingest_cpu: float  # % of one core
+    bench_cpu: float
+    max_lag_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.on_time / (self.parts + self.missing) if self.parts + self.missing else 0.0
+
+
+async def replay(connections: list[Connection], clip: Clip) -> float:
+    """Write every due tag on every connection until all are done; the worst lag (s)."""
+    worst = 0.0
+    while True:
+        now = time.monotonic()
+        active = False
+        for conn in connections:
+            while conn.next_tag < len(clip.chunks) and conn.start + clip.at_s[conn.next_tag] <= now:
+                worst = max(worst, now - conn.start - clip.at_s[conn.next_tag])
+                conn.publisher.write(clip.chunks[conn.next_tag])
+                if clip.video_tag[conn.next_tag] is not None:
+                    conn.video_sent.append(now)
+                conn.next_tag += 1
+            active = active or conn.next_tag < len(clip.chunks)
+        if not active:
+            return worst
+        await asyncio.sleep(TICK_S)
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run_step(
+    n: int, step: int, port: int, pid: int, clip: Clip, keys: EventPublisher, settings: Settings
+) -> Step:
+    names = {f"cap{step}x{i}": secrets.token_urlsafe(24) for i in range(n)}
+    for stream_id, key in names.items():
+        await keys.publish(
+            ChannelKeyRotated(stream_id=stream_id, user_id="bench", key_hash=hash_key(key))
+        )
+    await ingest_caught_up(settings)
+
+    received: dict[str, list[tuple[float, StreamPart]]] = defaultdict(list)
+    client = await nats.connect(settings.resolved_nats_url)
+
+    async def on_part(msg: Msg) -> None:
+        part = msgspec.json.decode(msg.data, type=StreamPart)
+        received[part.stream_id].append((time.monotonic(), part))
+
+    await client.subscribe(StreamPart.subject_filter(), cb=on_part)
+    limit = asyncio.Semaphore(10)
+
+    async def open_one(stream_id: str, key: str) -> Connection:
+        async with limit:
+            return Connection(stream_id, await RtmpPublisher.open("127.0.0.1", port, "live", key))
+
+    connections = list(await asyncio.gather(*(open_one(s, k) for s, k in names.items())))
+    try:
+        begin = time.monotonic() + 0.2
+        for index, conn in enumerate(connections):
+            conn.start = begin + index / n  # staggered across one GOP
+        cpu_before, self_before = cpu_seconds(pid), _cpu_self()
+        lag = await replay(connections, clip)
+        elapsed = time.monotonic() - begin
+        ingest_cpu = 100 * (cpu_seconds(pid) - cpu_before) / elapsed
+        bench_cpu = 100 * (_cpu_self() - self_before) / elapsed
+        await asyncio.sleep(DRAIN_S)  # parts still on their way
+    finally:
+        for conn in connections:
+            await conn.publisher.close()
+        await client.close()
+
+    # "One part duration": the nominal part (a segment's last part may be much shorter).
+    part_target_s = settings.live_part_target_s
+    delays: list[float] = []
+    on_time = 0
+    got: dict[str, set[tuple[int, int]]] = {}
+    last_frame = len(clip.video_ts) - 1
+    for conn in connections:
+        end_s = 0.0
+        got[conn.stream_id] = set()
+        for arrived, part in received[conn.stream_id]:
+            end_s += part.duration_s
+            frame = bisect.bisect_left(clip.video_ts, clip.video_ts[0] + 1000 * end_s - 5) - 1
+            # Steady state only, judged in media time so every stream counts the same parts;
+            # the clip's last part has no next frame to close it.
+            media_s = (clip.video_ts[max(frame, 0)] - clip.video_ts[0]) / 1000
+            if frame < 0 or frame >= last_frame or media_s < SKIP_FIRST_S:
+                continue
+            got[conn.stream_id].add((part.sequence, part.part_index))
+            delay = arrived - conn.video_sent[frame]
+            delays.append(delay)
+            on_time += delay <= part_target_s
+    # The same clip makes the same parts on every stream: what one got, all should have.
+    every = set().union(*got.values()) if got else set()
+    missing = sum(len(every - mine) for mine in got.values())
+    return Step(n, len(delays), on_time, missing, delays, ingest_cpu, bench_cpu, 1000 * lag)
+
+
+def _q(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+@pytest.fixture
+async def key_publisher(
+    settings: Settings, event_streams: JetStreamContext
+) -> AsyncIterator[EventPublisher]:
+    broker: NatsBroker = create_broker(settings, name="bench-keys")
+    await broker.start()
+    yield EventPublisher(broker, producer="gateway")
+    await broker.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_live_capacity(
+    gateway_settings: Settings, key_publisher: EventPublisher, tmp_path: Path
+) -> None:
+    clip = load_clip()
+    extra = {"VIDEOPICK_RTMP_MAX_CONNECTIONS_PER_HOST": "10000", "VIDEOPICK_LIVE_RECORD": "false"}
+    steps: list[Step] = []
+    try:
+        with ingest_process(gateway_settings, tmp_path / "ingest.log", extra) as ingester:
+            for index, n in enumerate(STEPS):
+                step = await run_step(
+                    n, index, ingester.port, ingester.pid, clip, key_publisher, gateway_settings
+                )
+                steps.append(step)
+                if step.ratio < ON_TIME_GOAL:
+                    break
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(gateway_settings.resolved_store_path)
+
+    print(f"\nLive capacity: 1920x1080p30 at {MBPS:g} Mbit/s, 1 s GOP, {CLIP_S:g} s per publisher")
+    print(
+        f"{'publishers':>10} {'parts':>7} {'on time':>8} {'missing':>8} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'max ms':>8} {'ingest CPU':>11} {'per stream':>11} {'bench CPU':>10} "
+        f"{'send lag':>9}"
+    )
+    for s in steps:
+        print(
+            f"{s.publishers:>10} {s.parts:>7} {100 * s.ratio:>7.2f}% {s.missing:>8} "
+            f"{1000 * _q(s.delays, 50):>8.1f} {1000 * _q(s.delays, 99):>8.1f} "
+            f"{1000 * max(s.delays, default=float('nan')):>8.1f} {s.ingest_cpu:>10.1f}% "
+            f"{s.ingest_cpu / s.publishers:>10.2f}% {s.bench_cpu:>9.1f}% {s.max_lag_ms:>7.1f}ms"
+        )
+    capacity = max((s.publishers for s in steps if s.ratio >= ON_TIME_GOAL), default=0)
+    print(f"capacity: {capacity} publishers with >= {100 * ON_TIME_GOAL:.0f} % of parts on time")
+    assert steps[0].parts > 0, "no parts measured"
+    assert capacity >= CAPACITY_GOAL
