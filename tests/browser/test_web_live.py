@@ -45,6 +45,15 @@ RECORD_ARRIVALS = """() => {
 }"""
 
 
+# Emoji effect sprites as they are added (they remove themselves when their animation ends).
+RECORD_EFFECTS = """() => {
+  window.__effects = [];
+  new MutationObserver((records) => {
+    for (const r of records) for (const n of r.addedNodes) window.__effects.push(n.textContent);
+  }).observe(document.getElementById('effects'), { childList: true });
+}"""
+
+
 def _playing(page: Page) -> None:
     """currentTime moves forward by a second or more, and the picture has a size."""
     wait_js(page, "document.getElementById('video').currentTime > 0.5", timeout_ms=LIVE_TIMEOUT_MS)
@@ -142,6 +151,32 @@ def test_go_live_watch_and_chat(
         watch.fill("#chat-input", "welcome!")
         watch.press("#chat-input", "Enter")
         viewer.wait_for_selector("#chat-log li.message .text:text-is('welcome!')")
+        # A super chat (tier 2: pinned for 60 s) with effect emoji: highlighted and
+        # pinned on the streamer's page, and the emoji float over the video.
+        topup = viewer.evaluate(
+            """async () => (await fetch('/api/v2/wallet/topup', {method: 'POST',
+                 headers: {'Content-Type': 'application/json',
+                           Authorization: `Bearer ${localStorage.getItem('videopick.token')}`},
+                 body: JSON.stringify({amount: 500})})).status"""
+        )
+        assert topup == 200
+        watch.evaluate(RECORD_EFFECTS)
+        viewer.fill("#chat-input", "great stream 🔥🔥🎉")
+        viewer.fill("#chat-amount", "100")
+        viewer.press("#chat-input", "Enter")
+        superchat = watch.locator("#chat-log li.superchat").filter(has_text="great stream")
+        superchat.wait_for(timeout=10_000)
+        assert "100 credits" in superchat.inner_text()
+        assert (
+            watch.evaluate(
+                "getComputedStyle(document.querySelector('#chat-log li.superchat'))"
+                ".getPropertyValue('--sc-color').trim().toUpperCase()"
+            )
+            == "#00BFA5"
+        )
+        watch.locator("#pinned .pinned-line").filter(has_text="great stream").wait_for()
+        wait_js(watch, "window.__effects.length > 0")
+        assert set(watch.evaluate("window.__effects")) <= {"🔥", "🎉"}
         screenshot(watch, "watch-live")
 
         # Home lists the channel live, with its (escaped) title.
