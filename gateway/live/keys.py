@@ -37,6 +37,11 @@ def uri_of(stream_id: str, key: str) -> str:
     return key[len(prefix) :]
 
 
+def thumbnail_key(stream_id: str) -> str | None:
+    """The stream's latest live thumbnail (``ingest/packager/keys.py``), overwritten in place."""
+    return f"{KEY_PREFIX}{stream_id}/thumbnail.jpg" if is_id(stream_id) else None
+
+
 def init_uri(session_id: str) -> str:
     return f"{session_id}/init.mp4"
 

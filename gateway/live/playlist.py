@@ -20,7 +20,12 @@ A pure function of :class:`~gateway.live.state.SessionPlaylist`. What it writes,
   (§4.4.4.7), its duration taken from its neighbours' program date-times.
 - ``EXT-X-PRELOAD-HINT:TYPE=PART`` for the next part while live (§4.4.5.3, §6.2.6);
   never together with ``EXT-X-ENDLIST`` (§4.4.5.3), which closes an ended broadcast
-  (§6.2.1).
+  (§6.2.1). An ended broadcast lists no parts: its segments say it all, and ingest
+  deletes the part objects soon after.
+- ``EXT-X-DISCONTINUITY`` before the first segment (and its parts) after the
+  publisher reconnected (§4.4.4.3: a new encoder, its timestamps and parameters may
+  change); ``EXT-X-DISCONTINUITY-SEQUENCE`` counts those that left the window
+  (§4.4.3.3).
 """
 
 from __future__ import annotations
@@ -80,6 +85,10 @@ def render(session: SessionPlaylist) -> str:
         f"#EXT-X-VERSION:{PLAYLIST_VERSION}",
         f"#EXT-X-TARGETDURATION:{target}",
         f"#EXT-X-MEDIA-SEQUENCE:{session.floor}",
+    ]
+    if session.discontinuities:  # a broadcast with no reconnect keeps the default, 0
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{session.discontinuity_sequence}")
+    lines += [
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
         f"PART-HOLD-BACK={PART_HOLD_BACK_PARTS * session.part_target_s:.3f}",
         f"#EXT-X-PART-INF:PART-TARGET={session.part_target_s:.3f}",
@@ -87,6 +96,8 @@ def render(session: SessionPlaylist) -> str:
     ]
     start_s = 0.0
     for seq, duration_s in listed:
+        if seq in session.discontinuities:
+            lines.append("#EXT-X-DISCONTINUITY")
         segment = session.segments.get(seq)
         if segment is None:
             lines += ["#EXT-X-GAP", f"#EXTINF:{_duration(duration_s)},"]
@@ -96,10 +107,13 @@ def render(session: SessionPlaylist) -> str:
         if segment.program_date_time:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{segment.program_date_time}")
         parts = session.listed_parts(seq)
-        if start_s + duration_s > horizon_s and parts and len(parts) == segment.part_count:
+        listing = not session.ended and start_s + duration_s > horizon_s
+        if listing and parts and len(parts) == segment.part_count:
             lines += [_part_line(part) for part in parts]
         lines += [f"#EXTINF:{_duration(duration_s)},", segment.uri]
         start_s += duration_s
+    if pending and last + 1 in session.discontinuities:
+        lines.append("#EXT-X-DISCONTINUITY")
     lines += [_part_line(part) for part in pending]
     if session.ended:
         lines.append("#EXT-X-ENDLIST")

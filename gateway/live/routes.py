@@ -7,7 +7,9 @@ player both accept; ``video/iso.segment`` is registered for .m4s but buys nothin
 Caching: a plain playlist request is ``no-cache`` (it changes every part). The answer
 to a blocking request may be cached briefly — any later answer is at least as new, so
 a CDN may collapse the same ``_HLS_msn``/``_HLS_part`` requests into one. Media objects
-are immutable (the session id is in the URI): one year, ``immutable``.
+are immutable (the session id is in the URI): one year, ``immutable``. The live
+thumbnail is the stream's current picture, replaced every few seconds: read past the
+media cache, cached by clients for :data:`THUMBNAIL_MAX_AGE_S`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
 # Blocked longer than three target durations → 503 (§6.2.5.2).
 BLOCK_TARGETS = 3
+# Ingest renews the thumbnail every 10 s by default: a card is at most ~15 s old.
+THUMBNAIL_MAX_AGE_S = 5
 
 
 def provide_live(state: State) -> LiveService:
@@ -132,6 +136,29 @@ async def _wait_for_hinted_part(
             return
 
 
+@get(
+    "/{stream_id:str}/thumbnail.jpg",
+    summary="The latest thumbnail of a live stream (JPEG)",
+    description="Renewed by ingest every few seconds while live; 404 before the first one.",
+    media_type="image/jpeg",
+)
+async def live_thumbnail(live: LiveDep, stream_id: FromPath[str]) -> Response[bytes]:
+    key = keys.thumbnail_key(stream_id)
+    if key is None:
+        raise LiveMediaNotFound(f"no live stream {stream_id[:64]!r}")
+    try:
+        data = await live.store.read(key)  # not the media cache: the object changes
+    except ObjectNotFound as exc:
+        raise LiveMediaNotFound(f"stream {stream_id} has no thumbnail yet") from exc
+    except StoreError as exc:
+        raise UnavailableError("the media store is unavailable; try again") from exc
+    return Response(
+        data,
+        media_type="image/jpeg",
+        headers={"Cache-Control": f"public, max-age={THUMBNAIL_MAX_AGE_S}"},
+    )
+
+
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """A single ``bytes=`` range (RFC 9110 §14.1.2) as (first, last); None = whole body."""
     if not header or not header.startswith("bytes=") or "," in header:
@@ -187,7 +214,7 @@ async def live_media(
 
 live_router = Router(
     path="/live",
-    route_handlers=[live_playlist, live_media],
+    route_handlers=[live_playlist, live_thumbnail, live_media],
     dependencies={"live": Provide(provide_live, sync_to_thread=False)},
     tags=["live"],
 )

@@ -7,7 +7,10 @@ playlist whatever order the events arrived in (tests/integration/test_live_gatew
 
 Per stream, the current broadcast is a :class:`SessionPlaylist`: its segments and parts
 in a sliding window. Removal follows RFC 8216bis §6.2.2: oldest first, never below three
-target durations, with EXT-X-MEDIA-SEQUENCE counting the removed segments. Waiters (the
+target durations, with EXT-X-MEDIA-SEQUENCE counting the removed segments. Parts are
+kept only for the last few target durations (the playlist lists no older ones), and a
+publisher's reconnect marks its first segment as a discontinuity (§4.4.4.3), counted
+by EXT-X-DISCONTINUITY-SEQUENCE once it leaves the window (§4.4.3.3). Waiters (the
 blocking playlist reload, preload-hinted parts) are woken on every change of a stream.
 """
 
@@ -28,6 +31,10 @@ MAX_ORPHAN_EVENTS = 256
 # After stream.ended, the ENDLIST playlist stays served this long, then the stream is
 # offline (RFC 8216bis §6.2.1: segments stay available for the playlist's duration).
 DEFAULT_ENDED_GRACE_S = 120.0
+# Parts are kept for segments ending within this many target durations of the live
+# edge: the playlist lists three (playlist.py), and a blocking request may name a part
+# of the segment just before those.
+PART_KEEP_TARGETS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,8 @@ class SessionPlaylist:
     segments: dict[int, Segment] = field(default_factory=dict)
     parts: dict[int, dict[int, Part]] = field(default_factory=dict)
     trimmed_below: int = 0  # segments below this left the window (never come back)
+    # Segments that start after a publisher reconnected (EXT-X-DISCONTINUITY).
+    discontinuities: set[int] = field(default_factory=set)
     ended: bool = False
     ended_at_s: float = 0.0  # monotonic
     version: int = 0  # bumped on every change (the rendered playlist is cached by it)
@@ -97,9 +106,16 @@ class SessionPlaylist:
             listed.append(part)
         return listed
 
+    @property
+    def discontinuity_sequence(self) -> int:
+        """EXT-X-DISCONTINUITY-SEQUENCE: discontinuities that left the window (§4.4.3.3)."""
+        return sum(1 for seq in self.discontinuities if seq < self.floor)
+
     def add_part(self, event: StreamPart) -> bool:
         if event.sequence < self.trimmed_below:
             return False  # already out of the window
+        if event.discontinuity:
+            self.discontinuities.add(event.sequence)
         parts = self.parts.setdefault(event.sequence, {})
         if event.part_index in parts:
             return False  # a redelivery
@@ -114,6 +130,8 @@ class SessionPlaylist:
     def add_segment(self, event: StreamSegment) -> bool:
         if event.sequence < self.trimmed_below or event.sequence in self.segments:
             return False
+        if event.discontinuity:
+            self.discontinuities.add(event.sequence)
         self.segments[event.sequence] = Segment(
             sequence=event.sequence,
             duration_s=event.duration_s,
@@ -135,7 +153,15 @@ class SessionPlaylist:
                 break
             total -= self.segments.pop(seq).duration_s
             self.trimmed_below = seq + 1
-        for seq in [seq for seq in self.parts if seq < self.trimmed_below]:
+        # Parts only near the live edge: older ones are never listed again.
+        keep_parts_s = PART_KEEP_TARGETS * self.target_duration
+        covered_s, oldest_kept = 0.0, self.trimmed_below
+        for seq in reversed(ordered):
+            if seq not in self.segments or covered_s >= keep_parts_s:
+                break
+            covered_s += self.segments[seq].duration_s
+            oldest_kept = seq
+        for seq in [seq for seq in self.parts if seq < oldest_kept]:
             del self.parts[seq]
 
 

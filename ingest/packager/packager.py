@@ -528,7 +528,7 @@ class Packager:
             duration_s=cut.duration / self._timescale(),
             independent=cut.independent,
             last_arrival_s=self._last_arrival_s,
-            discontinuity=self._after_reconnect(cut.sequence),
+            discontinuity=cut.index == 0 and self._after_reconnect(cut.sequence),
         )
 
     def _emit_segment(self, cut: SegmentClosed) -> SegmentReady:
