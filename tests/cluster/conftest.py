@@ -83,17 +83,21 @@ class Cluster:
         assert process is not None, f"{name} is not running"
         return process.pid
 
-    def kill(self, name: str, *, hold: bool = True) -> None:
+    def kill(self, name: str, *, hold: bool = True, group: bool = False) -> None:
         """kill -9 one component; with ``hold`` the supervisor leaves it down.
 
         No await between the kill and the bookkeeping: the supervisor's watch loop runs
-        in this event loop and cannot see the child half-handled.
+        in this event loop and cannot see the child half-handled. ``group`` kills its
+        children too, as a container's death would (children share its process group).
         """
         child = self.child(name)
         process = child.process
         assert process is not None, f"{name} is not running"
         assert process.poll() is None, f"{name} has exited"
-        process.send_signal(signal.SIGKILL)
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: pgid == pid
+        else:
+            process.send_signal(signal.SIGKILL)
         process.wait()
         child.exit_codes.append(process.returncode)
         child.process = None
