@@ -49,13 +49,17 @@ PUBLISHES: Final = (ChatAccepted, ChatRejected, ChatEffect, ChatSuperchat, ChatM
 # A decision that failed to publish is redelivered quickly (the outcome is stored;
 # only the publish is repeated), then with growing pauses.
 MESSAGE_POLICY: Final = RetryPolicy(max_deliver=6, backoff_s=(0.2, 1.0, 5.0, 30.0), ack_wait_s=30.0)
+# Handlers waiting on the decision batcher at once: the size a batch can reach.
+MESSAGE_WORKERS: Final = 64
 LEDGER_POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(0.5, 2.0, 10.0, 60.0), ack_wait_s=30.0)
 
 Chat = Annotated[ChatService, Context(CONTEXT_KEY)]
 
 
 def register(broker: NatsBroker) -> None:
-    @durable_subscriber(broker, ChatMessage, durable="chat", policy=MESSAGE_POLICY)
+    @durable_subscriber(
+        broker, ChatMessage, durable="chat", policy=MESSAGE_POLICY, max_workers=MESSAGE_WORKERS
+    )
     async def on_chat_message(event: ChatMessage, chat: Chat) -> None:
         await chat.on_message(event)
 

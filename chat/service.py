@@ -1,6 +1,7 @@
 """A chat worker's work, behind the bus handlers (``chat.bus``).
 
-- ``chat.message`` → :class:`~chat.pipeline.ChatPipeline` decides, then the outcome
+- ``chat.message`` → :class:`~chat.pipeline.ChatPipeline` decides (in batches, one
+  transaction each: ``chat.batcher``), then the outcome
   (``chat.accepted`` + ``chat.superchat``, ``chat.rejected`` or ``chat.moderation``)
   is published after the commit;
 - ``user.registered`` → ``chat_users`` (names; who owns which channel);
@@ -18,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat import ledger
+from chat.batcher import DecisionBatcher
 from chat.effects import EffectFlusher
 from chat.history import history_page
 from chat.housekeeping import Housekeeper
@@ -51,23 +53,26 @@ class ChatService:
         self.publisher = publisher
         self.clock_ms = clock_ms
         self.pipeline = ChatPipeline(sessions, Rules.from_settings(settings), clock_ms)
+        self.batcher = DecisionBatcher(self.pipeline)
         self.flusher = EffectFlusher(sessions, self._publish, clock_ms)
         self.housekeeper = Housekeeper(sessions)
         self.decided = 0  # chat.message decisions made by this worker (metrics, tests)
 
     def start(self) -> None:
+        self.batcher.start()
         self.flusher.start()
         self.housekeeper.start()
 
     async def stop(self) -> None:
         await self.housekeeper.stop()
         await self.flusher.stop()
+        await self.batcher.stop()
 
     async def _publish(self, event: Event) -> None:
         await self.publisher.publish(event)
 
     async def on_message(self, message: ChatMessage) -> None:
-        events = await self.pipeline.decide(message)
+        events = await self.batcher.decide(message)
         self.decided += 1
         for event in events:
             await self._publish(event)
