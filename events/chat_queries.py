@@ -20,6 +20,10 @@ from events.catalog.chat import ChatAccepted
 
 HISTORY_SUBJECT: Final = "rpc.chat.history"
 WALLET_SUBJECT: Final = "rpc.chat.wallet"
+# Between gateways (gateway/centrifuge/presence.py): ``<PRESENCE_SUBJECT>.<stream_id>``
+# carries one gateway's members of a room; the sync subject asks all to announce.
+PRESENCE_SUBJECT: Final = "rpc.chat.presence"
+PRESENCE_SYNC_SUBJECT: Final = "rpc.chat.presence-sync"
 # The chat workers share these subjects as one queue group: one of them answers.
 QUEUE_GROUP: Final = "chat-rpc"
 MAX_HISTORY_LIMIT: Final = 500
@@ -72,3 +76,19 @@ class WalletView(msgspec.Struct, frozen=True, kw_only=True):
     earnings: list[LedgerEntryView] = msgspec.field(default_factory=list)
     tx_applied: bool = False
     error: str = ""
+
+
+class PresenceAnnouncement(msgspec.Struct, frozen=True, kw_only=True):
+    """Who one gateway process has in one room, valid for ``ttl_s`` seconds.
+
+    ``clients`` 0: the gateway has nobody there any more. ``users`` lists the user ids
+    (anonymous viewers have none); it is empty for a room too big to list, and then
+    ``user_count`` is all there is.
+    """
+
+    gateway_id: str
+    stream_id: str
+    clients: int
+    user_count: int
+    users: list[str] = msgspec.field(default_factory=list)
+    ttl_s: float = 15.0

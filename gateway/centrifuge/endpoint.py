@@ -7,7 +7,9 @@ A raw ASGI handler (no per-message framework work on the hot path). Per connecti
   order (connect, subscribe and history are awaited, so the replies keep command
   order; a publish waits for its decision in its own task);
 - a writer: drains the connection's :class:`~gateway.centrifuge.outbox.Outbox`, one
-  WebSocket frame per wake-up;
+  WebSocket frame per wake-up — unless the server lets us write pre-encoded frames to
+  the socket's transport ourselves (``wsframe``): then every reply and push is written
+  at once, in order, and there is no writer task;
 - a ticker: server pings, stale and no-pong timeouts (``Session.tick``).
 
 Limits: a frame over ``chat_ws_max_frame_bytes`` closes with 1009; a reader so slow
@@ -57,6 +59,7 @@ from gateway.centrifuge.session import (
     Unsubscribe,
     Write,
 )
+from gateway.centrifuge.wsframe import raw_transport
 
 log = get_logger(__name__)
 
@@ -142,13 +145,23 @@ async def centrifugo_websocket(scope: Scope, receive: Receive, send: Send) -> No
     if message["type"] != "websocket.connect":
         return
     await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
-    await Connection(chat, receive, send).run()
+    await Connection(chat, receive, send, raw_transport(send)).run()
+
+
+async def _idle() -> None:
+    """The writer of a direct connection: nothing to do (deliver writes at once)."""
 
 
 class Connection:
     """One accepted WebSocket; also the hub's :class:`~gateway.centrifuge.hub.Member`."""
 
-    def __init__(self, chat: ChatGateway, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        chat: ChatGateway,
+        receive: Receive,
+        send: Send,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.chat = chat
         self._receive = receive
         self._send = send
@@ -159,7 +172,7 @@ class Connection:
             config=chat.limits.session_config(),
             opened_at=loop.time(),
         )
-        self.outbox = Outbox(chat.limits.queue_max_bytes)
+        self.outbox = Outbox(chat.limits.queue_max_bytes, transport)
         self._done = asyncio.Event()
         self._closing: Disconnect | None = None
         self._peer_gone = False
@@ -175,9 +188,25 @@ class Connection:
         return self.session.identity.user_id
 
     def deliver(self, frame: str) -> None:
-        if not self.outbox.put(frame) and self.outbox.overflowed and not self.outbox.closed:
+        if not self.outbox.put(frame):
+            self._refused()
+
+    def deliver_wire(self, frame: str, wire: bytes) -> None:
+        """A room's batch: ``wire`` is ``frame`` as one encoded WebSocket frame, the same
+        bytes for every member."""
+        written = self.outbox.put_wire(wire) if self.outbox.direct else self.outbox.put(frame)
+        if not written:
+            self._refused()
+
+    def _refused(self) -> None:
+        outbox = self.outbox
+        if outbox.overflowed and not outbox.closed:
             log.warning("chat client too slow, dropping", client=self.client_id)
-            self.outbox.close()  # the memory goes back now, not when the socket dies
+            outbox.close()  # the memory goes back now, not when the socket dies
+            if outbox.transport is not None:
+                # What sits in the transport's buffer goes back once the close frame
+                # had its chance (a reader that never reads never takes it).
+                self._loop.call_later(CLOSE_TIMEOUT_S, outbox.transport.abort)
             self._finish(codes.SLOW)
 
     def _finish(self, disconnect: Disconnect | None) -> None:
@@ -195,7 +224,7 @@ class Connection:
     async def run(self) -> None:
         self.chat.connections += 1
         reader = self._loop.create_task(self._reader())
-        writer = self._loop.create_task(self._writer())
+        writer = self._loop.create_task(self._writer() if not self.outbox.direct else _idle())
         ticker = self._loop.create_task(self._ticker())
         try:
             await self._done.wait()
