@@ -12,7 +12,9 @@ One file of random bytes (``VIDEOPICK_TEST_BENCH_MIB``, default 1024) is uploade
   into the upload's file and answers without fsync (it has no option for it): its 204
   means "in the page cache". For a durable comparison the table also shows tusd plus
   one fsync of the finished file (durable at the end only, still not per chunk);
-- ``cp`` of the same file on the same disk, and ``cp`` plus one fsync.
+- ``cp`` of the same file on the same disk, and ``cp`` plus one fsync;
+- ``dd bs=8M oflag=dsync``: each 8 MiB written durably before the next, the disk's own
+  ceiling for what our side promises (no network, no HTTP, no database, no events).
 
 The source file is read once first so every side starts with it in the page cache.
 Rounds (``VIDEOPICK_TEST_BENCH_ROUNDS``, default 3) rotate who goes first; medians are
@@ -62,6 +64,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TUSD_MODULE = "github.com/tus/tusd/v2/cmd/tusd"
 TUSD_VERSION = "v2.9.1"
 START_TIMEOUT_S = 30.0
+# VIDEOPICK_TEST_BENCH_LOG_LEVEL=INFO: the gateway logs each request's duration.
+GATEWAY_ENV = {"VIDEOPICK_LOG_LEVEL": os.environ.get("VIDEOPICK_TEST_BENCH_LOG_LEVEL", "WARNING")}
 
 # tuspy in a process of its own: a thread of pytest's would share the GIL with whatever
 # else runs here, and a browser or app is never inside the server either.
@@ -193,11 +197,12 @@ async def test_tus_throughput_against_tusd_and_cp(
         "tusd_fsync": [],
         "cp": [],
         "cp_fsync": [],
+        "dd_dsync": [],
     }
     tusd_dir = tmp_path / "tusd"
     multipart_dir = settings.resolved_store_path / MULTIPART_DIR
     with (
-        gateway_process(settings, tmp_path / "gateway.log") as gateway_url,
+        gateway_process(settings, tmp_path / "gateway.log", GATEWAY_ENV) as gateway_url,
         tusd_server(tusd_dir, tmp_path / "tusd.log") as tusd_url,
     ):
         async with httpx.AsyncClient(base_url=gateway_url, timeout=60.0) as http:
@@ -236,6 +241,20 @@ async def test_tus_throughput_against_tusd_and_cp(
                 seconds["cp"].append(elapsed)
                 seconds["cp_fsync"].append(elapsed + await asyncio.to_thread(fsync_file, target))
                 target.unlink()
+                # The physical ceiling for "every 8 MiB durable before the next".
+                started = time.perf_counter()
+                dd = [
+                    "dd",
+                    f"if={source}",
+                    f"of={target}",
+                    f"bs={CHUNK}",
+                    "oflag=dsync",
+                    "status=none",
+                ]
+                await asyncio.to_thread(subprocess.run, dd, check=True)
+                seconds["dd_dsync"].append(time.perf_counter() - started)
+                assert target.stat().st_size == SIZE
+                target.unlink()
 
             sides: list[Callable[[], Awaitable[None]]] = [ours, tusd, cp]
             for round_ in range(ROUNDS):
@@ -255,6 +274,7 @@ def print_table(medians: dict[str, float]) -> None:
         ("tusd + one fsync at the end", "tusd_fsync", "at the end only"),
         ("cp", "cp", "never (page cache)"),
         ("cp + one fsync at the end", "cp_fsync", "at the end only"),
+        ("dd bs=8M oflag=dsync", "dd_dsync", "every 8 MiB (the disk's ceiling)"),
     ]
     print(
         f"\nBENCH tus: {SIZE // MiB} MiB in {CHUNK // MiB} MiB chunks (tuspy), median of {ROUNDS}"
@@ -265,6 +285,7 @@ def print_table(medians: dict[str, float]) -> None:
     print(f"  {'ratio ours / tusd':<32} {medians['tusd'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / (tusd + fsync)':<32} {medians['tusd_fsync'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / cp':<32} {medians['cp'] / medians['ours']:>8.2f}")
+    print(f"  {'ratio ours / dd dsync':<32} {medians['dd_dsync'] / medians['ours']:>8.2f}")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
