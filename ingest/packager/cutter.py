@@ -126,15 +126,20 @@ class _Open:
 
 
 class Cutter:
-    def __init__(self, config: CutterConfig, first_sequence: int = 0) -> None:
+    def __init__(
+        self, config: CutterConfig, first_sequence: int = 0, start: int | None = None
+    ) -> None:
+        """``first_sequence``/``start``: where the media timeline begins (> 0 when a
+        reconnect continues a broadcast); a first sample within ``max_pull`` after
+        ``start`` opens the first part at ``start``, so durations add up from there."""
         self.config = config
         self._min_part = math.ceil(config.part_target * MIN_PART_FRACTION)
-        self._sequence = first_sequence  # > 0 when a reconnect continues a broadcast
+        self._sequence = first_sequence
         self._segment: _Open | None = None
         self._part: _Open | None = None
         self._parts_in_segment = 0
         self._segment_end = 0  # end of the last part closed in the open segment
-        self._next_start: int | None = None  # where the next part starts (the last end)
+        self._next_start: int | None = start  # where the next part starts (the last end)
 
     @property
     def sequence(self) -> int:

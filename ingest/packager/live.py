@@ -76,7 +76,8 @@ class LivePackaging:
         self.describe = describe
         self.thumbnails = ThumbnailRenderer()
         self._sessions: dict[str, SessionSink] = {}
-        self._broadcasts: dict[str, Broadcast] = {}  # the newest of each channel
+        # The newest broadcast of each channel seen here (one entry per channel).
+        self._broadcasts: dict[str, Broadcast] = {}
         self._part_sweeps: dict[Broadcast, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -87,7 +88,7 @@ class LivePackaging:
         return dict(self._sessions)
 
     def broadcast(self, stream_id: str) -> Broadcast | None:
-        """The channel's newest broadcast (live, lingering or ending)."""
+        """The channel's newest broadcast (live, lingering, ending or ended)."""
         return self._broadcasts.get(stream_id)
 
     def create_session_sink(self, stream_id: str, session_id: str, user_id: str) -> SessionSink:
@@ -177,8 +178,6 @@ class LivePackaging:
             return
         broadcast.ending = True  # before any await: a publish now starts a new broadcast
         try:
-            if self._broadcasts.get(broadcast.stream_id) is broadcast:
-                del self._broadcasts[broadcast.stream_id]
             current = asyncio.current_task()
             # Older connections may still be storing their last outputs.
             others = [s.wait_closed() for s in broadcast.connections if s.task is not current]
@@ -303,6 +302,7 @@ class LivePackaging:
                     broadcast.linger.cancel()
                     broadcast.linger = None
                 await self.end_broadcast(broadcast)
+                await broadcast.done.wait()  # also one another task was ending
             sweeps = list(self._part_sweeps.items())
             for _broadcast, task in sweeps:
                 task.cancel()

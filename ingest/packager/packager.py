@@ -367,8 +367,10 @@ class Packager:
             self._video_offset = round(resume.offset_s * fmp4.VIDEO_TIMESCALE)
             self._audio_offset = round(resume.offset_s * audio.sample_rate) if audio else 0
         first_sequence = resume.sequence if resume else 0
-        self._cutter = Cutter(cutter_config, first_sequence)
+        # The timeline starts at 0 (or where the broadcast stopped): the first part opens
+        # there, so segment durations add up to the broadcast's duration.
         self._duration_ticks = round((resume.offset_s if resume else 0.0) * cutter_config.timescale)
+        self._cutter = Cutter(cutter_config, first_sequence, start=self._duration_ticks)
         self._started = True
         init = InitReady(
             data=fmp4.init_segment(video, audio),
