@@ -104,7 +104,7 @@ class NatsNode:
             f"server_name: {self.name}\n"
             f"listen: 127.0.0.1:{self.port}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
-            f'jetstream {{\n  store_dir: "{store}"\n  max_file_store: 2G\n'
+            f'jetstream {{\n  store_dir: "{store}"\n  max_file_store: 8G\n'
             "  sync_interval: always\n}\n"
             f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{self.cluster_port}\n"
             f"  routes: [{route_list}]\n}}\n"

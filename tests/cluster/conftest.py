@@ -41,6 +41,8 @@ CLUSTER_ENV = {
     "VIDEOPICK_CHAT_RATE_BURST": "1000",
     "VIDEOPICK_CHAT_RATE_PER_S": "1000",
     "VIDEOPICK_LOG_LEVEL": "INFO",
+    # Every stream reserves its max_bytes on each of the three nodes.
+    "VIDEOPICK_EVENTS_MAX_BYTES": str(64 * 1024**2),
 }
 
 
@@ -149,10 +151,12 @@ async def cluster() -> AsyncIterator[Cluster]:
         yield handle
     finally:
         supervisor._stopping.set()  # what its SIGINT handler does
-        await asyncio.wait_for(task, 60)
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await asyncio.to_thread(servers.stop)
+        try:
+            await asyncio.wait_for(task, 60)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await asyncio.to_thread(servers.stop)
         if not os.environ.get("VIDEOPICK_TEST_KEEP_CLUSTER"):
             await asyncio.to_thread(_rmtree, root)
 

@@ -4,67 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from nats.js.api import DeliverPolicy
 
 from tests.cluster.conftest import Cluster, wait_for
+from tests.cluster.media import children_of, make_video, stored, upload
 from tests.integration.chat_stack import register
 
 pytestmark = pytest.mark.cluster
-
-DURATION_S = 20
-
-
-def make_video(path: Path) -> bytes:
-    """A 20 s 640x360 H.264/AAC clip: long enough to be caught mid-transcode."""
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
-            "-f", "lavfi", "-i", "sine=frequency=440",
-            "-t", str(DURATION_S), "-c:v", "libx264", "-preset", "ultrafast",
-            "-c:a", "aac", "-movflags", "+faststart", str(path),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path.read_bytes()
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-async def upload(http: httpx.AsyncClient, headers: dict[str, str], data: bytes) -> str:
-    created = await http.post(
-        "/api/v2/upload/init",
-        json={"filename": "clip.mp4", "size": len(data), "title": "Kill me"},
-        headers=headers,
-    )
-    assert created.status_code == 201, created.text
-    upload_id = str(created.json()["upload_id"])
-    sent = await http.post(
-        "/api/v2/upload/chunk",
-        params={"upload_id": upload_id, "offset": 0},
-        content=data,
-        headers={**headers, "Content-Type": "application/octet-stream"},
-    )
-    assert sent.status_code == 200, sent.text
-    return upload_id
 
 
 async def test_transcoder_killed_mid_job_finishes_once_elsewhere(
@@ -109,11 +60,11 @@ async def test_transcoder_killed_mid_job_finishes_once_elsewhere(
             finally:
                 cluster.revive(victim)
 
-            completed = await _stored(nc, f"transcode.completed.{vid}")
-            published = await _stored(nc, f"video.published.{vid}")
+            completed = await stored(nc, f"transcode.completed.{vid}")
+            published = await stored(nc, f"video.published.{vid}")
             assert len(completed) == 1, completed
             assert len(published) == 1, published
-            assert not await _stored(nc, f"transcode.failed.{vid}")
+            assert not await stored(nc, f"transcode.failed.{vid}")
             done = completed[0]
 
         # One video under the keys the event names, served by the other gateway.
@@ -137,22 +88,6 @@ async def test_transcoder_killed_mid_job_finishes_once_elsewhere(
 
 async def _has(events: list[tuple[str, dict[str, Any]]], subject: str) -> bool:
     return any(s == subject for s, _ in events)
-
-
-async def _stored(nc: Any, subject: str) -> list[dict[str, Any]]:
-    """Every message JetStream kept on ``subject`` (duplicates would show here)."""
-    js = nc.jetstream()
-    sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    found: list[dict[str, Any]] = []
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=2.0)
-            except TimeoutError:
-                return found
-            found.append(json.loads(msg.data))
-    finally:
-        await sub.unsubscribe()
 
 
 def _object_keys(cluster: Cluster, video_id: str) -> set[str]:
