@@ -16,6 +16,9 @@ Missing parts count as late. N ramps through ``VIDEOPICK_BENCH_CAPACITY_STEPS``
 answer is the largest N at or above it. Also printed: the ingest process's CPU (% of one
 core, /proc/<pid>/stat over the replay) and this process's.
 
+``VIDEOPICK_BENCH_PROFILE=DIR`` records py-spy profiles of the ingest process (collapsed
+stacks, one file per step) into DIR.
+
 Recording is off (``VIDEOPICK_LIVE_RECORD=false``): it runs when a broadcast ends, not
 while it is live, and would land in the next step. ``VIDEOPICK_BENCH_CAPACITY_SECONDS``
 sets the clip length (default 20).
@@ -30,10 +33,13 @@ import os
 import resource
 import secrets
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +72,7 @@ CAPACITY_GOAL = 50
 TICK_S = 0.005
 SKIP_FIRST_S = 2.0  # start-up (init segment, stream.started) is not steady state
 DRAIN_S = 3.0
+PROFILE_DIR = os.environ.get("VIDEOPICK_BENCH_PROFILE", "")
 CACHE = Path.home() / ".cache" / "videopick" / "bench"
 
 
@@ -143,6 +150,27 @@ async def replay(connections: list[Connection], clip: Clip) -> float:
         await asyncio.sleep(TICK_S)
 
 
+@contextlib.contextmanager
+def profiled(pid: int, n: int) -> Iterator[None]:
+    """py-spy on the ingest process while the block runs (VIDEOPICK_BENCH_PROFILE)."""
+    if not PROFILE_DIR:
+        yield
+        return
+    out = Path(PROFILE_DIR) / f"ingest-{n}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--format", "raw", "--rate", "100", "--gil", "--nonblocking", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+        spy.wait(timeout=30)
+
+
 def _cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -178,7 +206,8 @@ async def run_step(
         for index, conn in enumerate(connections):
             conn.start = begin + index / n  # staggered across one GOP
         cpu_before, self_before = cpu_seconds(pid), _cpu_self()
-        lag = await replay(connections, clip)
+        with profiled(pid, n):
+            lag = await replay(connections, clip)
         elapsed = time.monotonic() - begin
         ingest_cpu = 100 * (cpu_seconds(pid) - cpu_before) / elapsed
         bench_cpu = 100 * (_cpu_self() - self_before) / elapsed
