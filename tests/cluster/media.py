@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,22 @@ async def stored(nc: Client, subject: str) -> list[dict[str, Any]]:
             found.append(json.loads(msg.data))
     finally:
         await sub.unsubscribe()
+
+
+async def publish_live(url: str, seconds: float) -> asyncio.subprocess.Process:
+    """Ingest learns a new channel's key from an event: retry until it accepts it."""
+    deadline = time.monotonic() + 30
+    while True:
+        process = await live_publisher(url, seconds)
+        try:
+            await asyncio.wait_for(process.wait(), 3.0)
+        except TimeoutError:
+            return process  # still publishing: the key was accepted
+        if time.monotonic() > deadline:
+            raise AssertionError("ingest never accepted the stream key")
+
+
+def live_position(playlist: str) -> int:
+    """Media sequence of the last segment listed: grows while the stream is live."""
+    match = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", playlist)
+    return (int(match.group(1)) if match else 0) + playlist.count("#EXTINF")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from typing import Any
@@ -22,7 +21,7 @@ from nats.aio.client import Client
 
 from events.streams import ALL_STREAMS
 from tests.cluster.conftest import Cluster, wait_for
-from tests.cluster.media import live_publisher, make_video, stored, upload
+from tests.cluster.media import live_position, make_video, publish_live, stored, upload
 from tests.integration.chat_stack import listen, register
 
 pytestmark = pytest.mark.cluster
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.cluster
 BURST = 30
 OUTAGE_S = 8.0
 LIVE_S = 60.0
-
-
-def live_position(playlist: str) -> int:
-    """Media sequence of the last segment listed: grows while the stream is live."""
-    match = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", playlist)
-    return (int(match.group(1)) if match else 0) + playlist.count("#EXTINF")
 
 
 async def test_nats_node_killed_loses_no_acknowledged_event(
@@ -61,7 +54,7 @@ async def test_nats_node_killed_loses_no_acknowledged_event(
             )
             assert started.status_code in (200, 201), started.text
             rtmp = f"rtmp://127.0.0.1:{cluster.servers.rtmp_port}/live/{key}"
-            live = await _publish_when_ingest_knows(rtmp)
+            live = await publish_live(rtmp, LIVE_S)
             playlist_url = f"{cluster.gateways[1]}/live/{user.stream_id}/index.m3u8"
 
             async def live_at() -> int:
@@ -137,19 +130,6 @@ async def test_nats_node_killed_loses_no_acknowledged_event(
         await wait_for(lambda: _caught_up(nc), "every durable consumer caught up", 90)
         await wait_for(lambda: _same_everywhere(cluster), "the same CHAT on every node", 30)
     await nc.close()
-
-
-async def _publish_when_ingest_knows(url: str) -> asyncio.subprocess.Process:
-    """Ingest learns a new channel's key from an event: retry until it accepts it."""
-    deadline = time.monotonic() + 30
-    while True:
-        process = await live_publisher(url, LIVE_S)
-        try:
-            await asyncio.wait_for(process.wait(), 3.0)
-        except TimeoutError:
-            return process  # still publishing: the key was accepted
-        if time.monotonic() > deadline:
-            raise AssertionError("ingest never accepted the stream key")
 
 
 async def _live_moved(live_at: Any, before: int) -> bool:
