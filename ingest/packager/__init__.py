@@ -56,7 +56,8 @@ def create_packaging(
         on_part=on_part,
         reconnect_window_s=settings.live_reconnect_window_s,
         thumbnail_interval_s=settings.live_thumbnail_interval_s,
-        describe=channel_describer(broker.connection.jetstream()),
+        # Lazy: the broker's connection exists once it has started.
+        describe=channel_describer(lambda: broker.connection.jetstream()),  # noqa: PLW0108
     )
 
 

@@ -6,6 +6,8 @@ is the same on every ingest process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -15,11 +17,13 @@ from events.streams import ACCOUNTS
 from ingest.packager.live import Describe
 
 
-def channel_describer(js: JetStreamContext) -> Describe:
+def channel_describer(jetstream: Callable[[], JetStreamContext]) -> Describe:
+    """``jetstream`` is called at each lookup: the broker connects after this is built."""
+
     async def describe(stream_id: str) -> tuple[str, str]:
         subject = f"{ChannelUpdated.event_type()}.{stream_id}"
         try:
-            message = await js.get_last_msg(ACCOUNTS.name, subject)
+            message = await jetstream().get_last_msg(ACCOUNTS.name, subject)
         except NotFoundError:
             return "", ""  # never set: the recording goes out untitled
         try:
