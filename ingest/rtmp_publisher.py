@@ -138,9 +138,11 @@ class RTMPPublisher:
         try:
             self._reader, self._writer = await asyncio.open_connection(target.host, target.port)
         except OSError as exc:
+            # asyncio words a refusal "Connect call failed ('127.0.0.1', 1935)".
+            reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else None
             raise PublisherError(
                 f"cannot reach the RTMP server at {target.host}:{target.port} "
-                f"({exc.strerror or exc})"
+                f"({reason or exc.strerror or exc})"
             ) from None
         await self._handshake()
         self._drain_task = asyncio.create_task(self._read_forever(), name="rtmp-publisher-read")

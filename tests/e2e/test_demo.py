@@ -126,7 +126,8 @@ def _vod_media(http: httpx.Client, video_id: str) -> tuple[str, bytes]:
 
 def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -> None:
     started = time.monotonic()
-    args = ["--gateway", platform.url, "--rtmp", platform.rtmp_url, "--duration", str(LIVE_S)]
+    # No --rtmp: the demo publishes where GET /streams/key says (VIDEOPICK_RTMP_PUBLIC_URL).
+    args = ["--gateway", platform.url, "--duration", str(LIVE_S)]
     demo, out, err = _demo(args, tmp_path)
 
     def context() -> str:

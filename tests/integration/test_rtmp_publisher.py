@@ -148,5 +148,8 @@ async def test_the_server_hanging_up_ends_the_publish(server: Server) -> None:
 
 async def test_nobody_listening_is_a_clear_error() -> None:
     port = free_port()
-    with pytest.raises(PublisherError, match=rf"cannot reach the RTMP server at 127.0.0.1:{port}"):
+    with pytest.raises(
+        PublisherError,
+        match=rf"cannot reach the RTMP server at 127.0.0.1:{port} \(connection refused\)",
+    ):
         await publish_synthetic(f"rtmp://127.0.0.1:{port}/live/{KEY}", config=SMALL)
