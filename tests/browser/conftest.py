@@ -1,11 +1,15 @@
 """Browser tests: the whole platform (``videopick up``) and Debian's Chromium.
 
 - ``stack``: ``python -m common.cli up`` on free ports with its own data folder and
-  nats-server (one per test session; the browser tests share it). Stopped with
-  SIGINT, as Ctrl-C does, so every child goes too.
+  nats-server, shared by the browser tests (package scope: it stops when they are
+  done, not at the end of the whole run). Stopped with SIGINT, as Ctrl-C does, so
+  every child goes too.
 - ``browser``: headless ``/usr/bin/chromium`` through Playwright (NEVER
   ``playwright install``: it downloads a browser). The system-deps script installs
-  Chromium; in CI a missing binary fails the run, elsewhere it skips.
+  Chromium; in CI a missing binary fails the run, elsewhere it skips. Package scope
+  too, for a second reason: Playwright's sync API keeps its own event loop running in
+  the main thread while it is open, and pytest-asyncio cannot run async tests beside
+  it (the async web route tests live in tests/integration/test_web_routes.py).
 - ``screenshot``: saves a page to ``docs/screenshots/<name>.png`` (committed, the
   README links them).
 """
@@ -78,7 +82,7 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path)
             time.sleep(0.3)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _require(vendor_present(), "the web client's npm libraries are missing: run `make install`")
     root = tmp_path_factory.mktemp("stack")
@@ -119,14 +123,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process.wait(10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_session() -> Iterator[Playwright]:
     _require(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/install-system-deps.sh")
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session: Playwright) -> Iterator[Browser]:
     chromium = playwright_session.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS

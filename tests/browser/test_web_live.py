@@ -178,6 +178,14 @@ def test_go_live_watch_and_chat(
         wait_js(watch, "window.__effects.length > 0")
         assert set(watch.evaluate("window.__effects")) <= {"🔥", "🎉"}
         screenshot(watch, "watch-live")
+        viewer.set_viewport_size({"width": 390, "height": 844})  # a phone: chat below
+        viewer.wait_for_timeout(300)
+        chat_box = viewer.locator("#chat-log").bounding_box()
+        video_box = viewer.locator("#video").bounding_box()
+        assert chat_box is not None
+        assert video_box is not None
+        assert chat_box["y"] >= video_box["y"] + video_box["height"]
+        screenshot(viewer, "watch-mobile")
 
         # Home lists the channel live, with its (escaped) title.
         home = streamer_watch.attach(streamer_ctx.new_page())

@@ -39,6 +39,13 @@ def test_pages_render_under_the_csp(
         # Logged out, the studio and upload pages say so instead of failing.
         page.goto("/studio")
         page.wait_for_selector(".needs-login", state="visible")
+        # The drop zone is a keyboard target too: Enter opens the file chooser.
+        page.goto("/upload")
+        page.wait_for_selector("#dropzone[data-ready]")
+        page.focus("#dropzone")
+        with page.expect_file_chooser() as chooser:
+            page.keyboard.press("Enter")
+        assert not chooser.value.is_multiple()
         for path in ("/watch/no-such-stream", "/v/no-such-video"):
             response = page.goto(path)
             assert response is not None

@@ -78,6 +78,7 @@ def test_upload_survives_a_cut_and_a_reload_then_plays(
         register(page, unique_name("uploader"))
         page.route(lambda url: "/files/" in url, network.handle)
         page.goto("/upload")
+        page.wait_for_selector("#dropzone[data-ready]")
         page.fill("#upload-title", XSS_TITLE)
         page.fill("#upload-description", XSS_DESCRIPTION)
         page.set_input_files("#file-input", str(clip))
@@ -99,6 +100,7 @@ def test_upload_survives_a_cut_and_a_reload_then_plays(
         # Reload with the network back: the same file resumes, no second upload.
         network.outage = False
         page.reload()
+        page.wait_for_selector("#dropzone[data-ready]")
         wait_js(page, "document.getElementById('drop-help').textContent.includes('unfinished')")
         page.set_input_files("#file-input", str(clip))
         page.wait_for_selector("#transcode-block", state="visible", timeout=60_000)

@@ -111,6 +111,7 @@ function start(file) {
     },
     onSuccess() {
       byId('upload-state').textContent = 'Uploaded';
+      byId('drop-help').textContent = 'Drop another video here, or press Enter to choose one.';
       byId('upload-pause').hidden = true;
       byId('upload-resume').hidden = true;
       const uploadId = upload.url.replace(/\/+$/, '').split('/').pop();
@@ -178,3 +179,4 @@ byId('upload-resume').addEventListener('click', () => {
   byId('upload-pause').hidden = false;
   byId('upload-resume').hidden = true;
 });
+dropzone.dataset.ready = 'true'; // the listeners are attached (tests wait for this)
