@@ -43,6 +43,7 @@ def render_keyframe(avcc: bytes, keyframe: bytes, max_width: int = MAX_WIDTH) ->
         raise ThumbnailError(f"keyframe of {len(keyframe)} bytes is too large for a thumbnail")
     codec = av.CodecContext.create("h264", "r")
     codec.extradata = avcc
+    codec.thread_count = 1  # one picture: frame threads would only add start-up cost
     try:
         frames = list(codec.decode(av.Packet(keyframe)))
         frames += codec.decode(None)  # no B-frames to wait for: flush the one picture out
@@ -50,10 +51,12 @@ def render_keyframe(avcc: bytes, keyframe: bytes, max_width: int = MAX_WIDTH) ->
         raise ThumbnailError(f"keyframe did not decode: {exc}") from exc
     if not frames:
         raise ThumbnailError("keyframe decoded to no picture")
-    image: Image.Image = frames[0].to_image()  # type: ignore[no-untyped-call]
-    if image.width > max_width:
-        height = max(2, round(image.height * max_width / image.width))
-        image = image.resize((max_width, height), Image.Resampling.BILINEAR)
+    frame = frames[0]
+    width, height = frame.width, frame.height
+    if width > max_width:  # scale in swscale, before any RGB conversion of the full frame
+        width, height = max_width, max(2, round(height * max_width / width / 2) * 2)
+    rgb = frame.reformat(width=width, height=height, format="rgb24")
+    image: Image.Image = rgb.to_image()  # type: ignore[no-untyped-call]
     out = io.BytesIO()
     image.convert("RGB").save(out, format="JPEG", quality=JPEG_QUALITY)
     return Thumbnail(out.getvalue(), image.width, image.height)
