@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.browser.conftest import Stack
-from tests.browser.helpers import Watcher, new_context
+from tests.browser.helpers import Watcher, new_context, unique_name
 
 pytestmark = pytest.mark.e2e
 
@@ -90,3 +90,35 @@ def test_static_files_are_served_with_types(stack: Stack) -> None:
             assert response.status_code == 200, path
             assert kind in response.headers["content-type"], path
         assert http.get("/static/../gateway/app.py").status_code == 404
+
+
+def test_login_keeps_the_token_and_logout_drops_it(stack: Stack, browser: Browser) -> None:
+    name = unique_name("login")
+    password = "a long enough password"
+    with httpx.Client(base_url=stack.base_url) as http:
+        response = http.post(
+            "/api/v2/auth/register",
+            json={"username": name, "email": f"{name}@example.com", "password": password},
+        )
+        assert response.status_code == 201
+    context = new_context(browser, stack.base_url)
+    page = context.new_page()
+    try:
+        page.goto("/login?next=//evil.example/")
+        page.fill("#login", name)
+        page.fill("#password", "wrong password")
+        page.click("#auth-submit")
+        page.wait_for_selector("#auth-error", state="visible")
+        assert "wrong login or password" in page.inner_text("#auth-error")
+        page.fill("#password", password)
+        page.click("#auth-submit")
+        page.wait_for_url(f"{stack.base_url}/studio")  # not to //evil.example
+        assert page.inner_text("#who") == name
+        token = page.evaluate("localStorage.getItem('videopick.token')")
+        assert token.count(".") == 2  # a JWT
+        page.click("#nav-logout")
+        page.wait_for_url(f"{stack.base_url}/")
+        assert page.evaluate("localStorage.getItem('videopick.token')") is None
+        assert page.is_visible("#nav-login")
+    finally:
+        context.close()
