@@ -159,7 +159,13 @@ async def test_the_stats_routes(
         await projections.report_viewers(alice.stream_id, 5)
         for event in (
             StatsViewers(stream_id=alice.stream_id, gateway_id="gw-other", viewers=2),
-            StatsIngest(stream_id=alice.stream_id, session_id="sess-a2", bitrate_kbps=3000, fps=60),
+            StatsIngest(
+                stream_id=alice.stream_id,
+                session_id="sess-a2",
+                bitrate_kbps=3000,
+                fps=60,
+                keyframe_interval_s=2.0,
+            ),
             *(_chat(alice.stream_id, n) for n in range(3)),
         ):
             await projections.publisher.publish(event)
@@ -175,6 +181,7 @@ async def test_the_stats_routes(
         assert public["stream_id"] == alice.stream_id
         assert public["live"] is True
         assert (public["peak_viewers"], public["bitrate_kbps"], public["fps"]) == (7, 3000.0, 60.0)
+        assert public["keyframe_interval_s"] == 2.0
         assert public["uptime_s"] > 0
 
         mine = await catalog.client.get("/api/v2/stats/live", headers=alice.headers)
