@@ -117,7 +117,7 @@ class JobRequest:
             source_key=event.object_key,
             origin="recording",
             title=event.title,
-            description="",
+            description=event.description,
             duration_s=event.duration_s,
             stream_id=event.stream_id,
         )
