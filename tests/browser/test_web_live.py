@@ -151,6 +151,16 @@ def test_go_live_watch_and_chat(
         watch.fill("#chat-input", "welcome!")
         watch.press("#chat-input", "Enter")
         viewer.wait_for_selector("#chat-log li.message .text:text-is('welcome!')")
+        # Someone arriving later, logged out: the history is there, the input stays off.
+        late_ctx = new_context(browser, stack.base_url)
+        late = late_ctx.new_page()
+        late.goto(watch_path)
+        late.locator("#chat-log li.message .text").filter(has_text="welcome!").wait_for()
+        assert late.locator("#chat-log li.message").first.locator(".text").inner_text() == XSS_CHAT
+        assert late.is_disabled("#chat-input")
+        assert "read-only" in late.inner_text("#chat-status")
+        late_ctx.close()
+
         # A super chat (tier 2: pinned for 60 s) with effect emoji: highlighted and
         # pinned on the streamer's page, and the emoji float over the video.
         topup = viewer.evaluate(

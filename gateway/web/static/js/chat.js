@@ -48,8 +48,9 @@ export function startChat({ channel, ownerId, els }) {
     setTimeout(() => copy.remove(), seconds * 1000);
   };
 
-  const addMessage = (data, { live }) => {
-    if (data.id && seen.has(data.id)) return;
+  // One chat line; null when this message is already shown (history and live overlap).
+  const renderMessage = (data) => {
+    if (data.id && seen.has(data.id)) return null;
     if (data.id) seen.add(data.id);
     const line = el('li', 'message');
     line.dataset.userId = data.user?.id ?? '';
@@ -63,13 +64,23 @@ export function startChat({ channel, ownerId, els }) {
         line.style.setProperty('--sc-color', sc.color); // CSSOM: allowed under our CSP
       }
       line.prepend(el('span', 'amount', `${Number(sc.amount) || 0} credits`));
+      // Pinned for what is left of its tier's time (a line from history may have none).
       const age = (Date.now() - Number(data.ts || 0)) / 1000;
       const remaining = Math.min(Number(sc.pin_seconds) || 0, 3600) - Math.max(0, age);
       if (remaining > 0) pin(line, remaining);
     }
-    log.append(line);
+    return line;
+  };
+
+  const trim = () => {
     while (log.children.length > MAX_LINES) log.firstElementChild.remove();
-    if (live && Array.isArray(data.effects)) burst(Object.fromEntries(data.effects.map((e) => [e, 1])));
+  };
+
+  const addMessage = (data) => {
+    const line = renderMessage(data);
+    if (!line) return;
+    log.append(line);
+    trim();
     scrollDown();
   };
 
@@ -101,32 +112,28 @@ export function startChat({ channel, ownerId, els }) {
     addSystem(`Moderation: ${String(data.action)}${detail}`);
   };
 
-  const handle = (data, options) => {
+  // Effects animate from the chat component's per-second `effect` pushes only (not per
+  // message), so a burst of 🔥 from many viewers is one bounded animation.
+  const handle = (data) => {
     if (!data || typeof data !== 'object') return;
-    if (data.type === 'message') addMessage(data, options);
-    else if (data.type === 'effect' && options.live) burst(data.counts);
-    else if (data.type === 'moderation' && options.live) moderation(data);
+    if (data.type === 'message') addMessage(data);
+    else if (data.type === 'effect') burst(data.counts);
+    else if (data.type === 'moderation') moderation(data);
   };
 
-  sub.on('publication', (ctx) => handle(ctx.data, { live: true }));
+  sub.on('publication', (ctx) => handle(ctx.data));
   sub.on('subscribed', async () => {
     status.textContent = user ? 'Connected' : 'Connected (read-only: log in to chat)';
     setEnabled(true);
     try {
       const history = await sub.history({ limit: HISTORY_LIMIT, reverse: true });
-      const lines = [...history.publications].reverse();
-      const firstLive = log.firstElementChild;
-      const fragment = document.createDocumentFragment();
-      const holder = { append: (node) => fragment.append(node) };
-      for (const pub of lines) {
-        const data = pub.data;
-        if (data?.type !== 'message' || seen.has(data.id)) continue;
-        // Older lines go above what arrived live meanwhile.
-        const before = log.children.length;
-        addMessage(data, { live: false });
-        if (log.children.length > before) holder.append(log.lastElementChild);
-      }
-      log.insertBefore(fragment, firstLive);
+      // Newest first from the server; older lines go above what arrived meanwhile.
+      const lines = [...history.publications].reverse()
+        .filter((pub) => pub.data?.type === 'message')
+        .map((pub) => renderMessage(pub.data))
+        .filter(Boolean);
+      log.prepend(...lines);
+      trim();
       scrollDown();
     } catch {
       addSystem('Chat history is not available right now.');

@@ -27,6 +27,7 @@ function showKey(out) {
 }
 
 function setupKey() {
+  byId('key-form').addEventListener('submit', (event) => event.preventDefault());
   const reveal = byId('reveal-key');
   reveal.addEventListener('click', () => {
     const hidden = keyInput.type === 'password';
