@@ -34,7 +34,7 @@ __all__ = ["DemoOptions", "run_demo"]
 
 TITLE: Final = "VideoPick demo: test pattern, clock and tone"
 DESCRIPTION: Final = (
-    "A synthetic live stream from `videopick demo`: colour bars, a bouncing square, the "
+    "A synthetic live stream from videopick demo: colour bars, a bouncing square, the "
     "UTC clock to the millisecond (compare it with yours to see the latency) and a beep "
     "every second."
 )
