@@ -37,8 +37,9 @@ Closer = Callable[[], Awaitable[None]]
 
 async def packaging_sink_factory(
     settings: Settings, broker: NatsBroker
-) -> tuple[SinkFactory, Closer]:
-    """THE SEAM: the packager's ``create_session_sink`` and how to shut it down."""
+) -> tuple[SinkFactory, Closer, Callable[[str], Awaitable[bool]]]:
+    """THE SEAM: the packager's ``create_session_sink``, how to shut it down, and how to
+    end a broadcast that waits for its publisher (a stop request)."""
     from common.store.factory import create_store
     from ingest.packager import create_packaging
 
@@ -52,7 +53,7 @@ async def packaging_sink_factory(
         finally:
             await store.close()
 
-    return packaging.create_session_sink, close
+    return packaging.create_session_sink, close, packaging.stop_stream
 
 
 async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -72,13 +73,16 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
     server: IngestServer | None = None
     try:
         await broker.start()
-        sink_factory, close_packaging = await packaging_sink_factory(settings, broker)
+        sink_factory, close_packaging, stop_lingering = await packaging_sink_factory(
+            settings, broker
+        )
         server = IngestServer(
             IngestConfig.from_settings(settings),
             keys=keys,
             leases=leases,
             sink_factory=sink_factory,
             stats=EventPublisher(broker, producer=bus.COMPONENT),
+            on_stop_requested=stop_lingering,
         )
         runtime.server = server
         await server.start()

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -90,6 +90,7 @@ class IngestConfig:
     limits: Limits = DEFAULT_LIMITS
     max_connections: int = 1000
     max_connections_per_host: int = 20
+    reuse_port: bool = False
     bad_key_delay_s: float = 1.0
     bad_key_limit: int = 5
     bad_key_window_s: float = 60.0
@@ -110,6 +111,7 @@ class IngestConfig:
             ),
             max_connections=settings.rtmp_max_connections,
             max_connections_per_host=settings.rtmp_max_connections_per_host,
+            reuse_port=settings.rtmp_reuse_port,
             bad_key_delay_s=settings.rtmp_bad_key_delay_s,
             bad_key_limit=settings.rtmp_bad_key_limit,
             bad_key_window_s=settings.rtmp_bad_key_window_s,
@@ -130,8 +132,11 @@ class IngestServer:
         sink_factory: SinkFactory,
         stats: StatsPublisher | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_stop_requested: Callable[[str], Awaitable[Any]] | None = None,
     ) -> None:
         self.config = config
+        # The packager's stop_stream: ends a broadcast lingering for a reconnect.
+        self.on_stop_requested = on_stop_requested
         self.keys = keys
         self.leases = leases
         self.sink_factory = sink_factory
@@ -155,6 +160,7 @@ class IngestServer:
             timeouts=config.timeouts,
             max_connections=config.max_connections,
             max_connections_per_host=config.max_connections_per_host,
+            reuse_port=config.reuse_port,
         )
         self._ticker: asyncio.Task[None] | None = None
 
@@ -185,6 +191,8 @@ class IngestServer:
             del self._stopped_at[old]
         publisher = self.live.get(stream_id)
         if publisher is None:
+            if self.on_stop_requested is not None:
+                await self.on_stop_requested(stream_id)
             return False
         publisher.kick(reason)
         return True

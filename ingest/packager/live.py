@@ -166,6 +166,18 @@ class LivePackaging:
         broadcast.linger = None
         await self.end_broadcast(broadcast)
 
+    async def stop_stream(self, stream_id: str) -> bool:
+        """``stream.stop_requested``: a broadcast waiting for its publisher ends now (a
+        publish after the stop must not resume what the owner stopped). True if one did."""
+        broadcast = self._broadcasts.get(stream_id)
+        if broadcast is None or broadcast.linger is None:
+            return False
+        broadcast.linger.cancel()
+        broadcast.linger = None
+        broadcast.last_reason = "stop_requested"
+        await self.end_broadcast(broadcast)
+        return True
+
     async def wait_ended(self, stream_id: str, timeout_s: float) -> None:
         """Until the channel's newest broadcast has ended (tests and shutdown)."""
         broadcast = self._broadcasts.get(stream_id)

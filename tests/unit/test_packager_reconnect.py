@@ -223,3 +223,19 @@ def test_a_broken_keyframe_is_a_thumbnail_error() -> None:
         render_keyframe(
             b"\x01\x64\x00\x1f\xff\xe1\x00\x00\x01\x00\x00", b"\x00\x00\x00\x02\x65\x00"
         )
+
+
+async def test_a_stop_request_ends_a_lingering_broadcast(store: LocalStore, media: Path) -> None:
+    events = Events()
+    packaging = LivePackaging(store, events, reconnect_window_s=60.0)
+    sink = packaging.create_session_sink("chan1", "conn1", "user1")
+    flvfile.replay(media, sink, stop_ms=2000, close_reason="dropped")
+    await asyncio.wait_for(sink.wait_closed(), 30)
+    assert await packaging.stop_stream("chan1")
+    assert [e.reason for e in events.of(StreamEnded)] == ["stop_requested"]
+    assert not await packaging.stop_stream("chan1")  # nothing waits any more
+    # The owner stopped it: the publisher's next publish is a new broadcast.
+    later = packaging.create_session_sink("chan1", "conn2", "user1")
+    assert later.broadcast_id == "conn2"
+    later.close("publisher_left")
+    await packaging.aclose()
