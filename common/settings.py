@@ -113,6 +113,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     rtmp_idle_timeout_s: float = 30.0
     rtmp_max_connections: int = 1000
     rtmp_max_connections_per_host: int = 20
+    # SO_REUSEPORT: several ingest processes share rtmp_port and the kernel spreads the
+    # connections (one process is one core; a 2-core host runs two).
+    rtmp_reuse_port: bool = False
     # Bad stream keys from one address: each refusal waits rtmp_bad_key_delay_s; after
     # rtmp_bad_key_limit of them within the window, that address is refused outright
     # for rtmp_bad_key_lockout_s.

@@ -242,8 +242,10 @@ class RTMPServer:
         timeouts: Timeouts = Timeouts(),
         max_connections: int = 1000,
         max_connections_per_host: int = 20,
+        reuse_port: bool = False,
     ) -> None:
         self._handler_factory = handler_factory
+        self.reuse_port = reuse_port
         self.host = host
         self.port = port
         self.limits = limits
@@ -257,7 +259,7 @@ class RTMPServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._on_client, self.host, self.port, reuse_address=True
+            self._on_client, self.host, self.port, reuse_address=True, reuse_port=self.reuse_port
         )
         sockets = self._server.sockets
         if sockets and self.port == 0:

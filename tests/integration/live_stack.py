@@ -93,10 +93,15 @@ class IngestProcess:
 
 @contextlib.contextmanager
 def ingest_process(
-    settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None
+    settings: Settings,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
 ) -> Iterator[IngestProcess]:
-    """``python -m ingest`` sharing ``settings``' NATS, database and store."""
-    port = free_port()
+    """``python -m ingest`` sharing ``settings``' NATS, database and store (and ``port``,
+    with ``VIDEOPICK_RTMP_REUSE_PORT=true`` in ``extra_env``, with another ingest)."""
+    port = port or free_port()
     env = gateway_env(
         settings, free_port(), {"VIDEOPICK_RTMP_PORT": str(port), **(extra_env or {})}
     )
