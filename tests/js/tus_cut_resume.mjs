@@ -64,7 +64,8 @@ async function main() {
     }
   }
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
-  process.stdout.write(`${JSON.stringify(results)}\n`);
+  // Exit once written: idle keep-alive sockets must not hold the process open.
+  process.stdout.write(`${JSON.stringify(results)}\n`, () => process.exit(0));
 }
 
 main().catch((error) => {
