@@ -71,19 +71,21 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
 
 
 async def _demo(options: DemoOptions, console: Console) -> int:
-    stop = asyncio.Event()
+    interrupted = asyncio.Event()  # Ctrl-C or SIGTERM
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, interrupted.set)
     try:
         async with DemoAPI(options.gateway) as api:
-            return await _run(api, options, console, stop)
+            return await _run(api, options, console, interrupted)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
 
-async def _run(api: DemoAPI, options: DemoOptions, console: Console, stop: asyncio.Event) -> int:
+async def _run(
+    api: DemoAPI, options: DemoOptions, console: Console, interrupted: asyncio.Event
+) -> int:
     email = f"{options.username}@videopick.example"
     created = await api.sign_in(options.username, email, options.password)
     verb = "Registered" if created else "Logged in as"
@@ -94,40 +96,47 @@ async def _run(api: DemoAPI, options: DemoOptions, console: Console, stop: async
     target = f"{rtmp_base}/{key.stream_key}"
     console.print(f"Publishing a synthetic live stream to {rtmp_base}/<stream key>")
 
-    live = asyncio.create_task(_publish(target, stop, console), name="demo-live")
+    unpublish = asyncio.Event()  # hang up ourselves (ingest did not, or Ctrl-C in a wait)
+    live = asyncio.create_task(_publish(target, unpublish, interrupted, console), name="live")
     announce = asyncio.create_task(_announce_live(api, console, key.stream_id), name="announce")
-    upload = (
-        asyncio.create_task(upload_sample(api, console), name="demo-upload")
-        if options.upload
-        else None
-    )
+    upload: asyncio.Task[object] | None = None
+    if options.upload:
+        upload = asyncio.create_task(upload_sample(api, console), name="demo-upload")
+        upload.add_done_callback(_report_failure)
     try:
-        await _wait_for_end(live, stop, options.duration_s)
+        await _wait_for_end(live, interrupted, options.duration_s)
         if live.done():
             live.result()  # the publisher failed: raise its error
         console.print("Stopping the live stream…")
-        await _stop_live(api, live, stop)
-        if upload is not None and not stop.is_set():
-            await _until_stopped(upload, stop)
-        elif upload is not None:
-            upload.cancel()
+        await _stop_live(api, live, unpublish)
+        if upload is not None and not interrupted.is_set():
+            await _until_done_or(upload, interrupted)  # the clip's transcode
     finally:
         for task in (live, announce, upload):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DemoError):
                     await task
-    console.print("Demo finished.")
-    return 0
+    failed = upload is not None and not upload.cancelled() and upload.exception() is not None
+    console.print("Demo finished." if not failed else "Demo finished; the upload failed.")
+    return 1 if failed else 0
 
 
-async def _publish(url: str, stop: asyncio.Event, console: Console) -> None:
+def _report_failure(task: asyncio.Task[object]) -> None:
+    """Say at once when the upload fails, even while the live goes on."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[red]error:[/red] {exc}")
+
+
+async def _publish(
+    url: str, unpublish: asyncio.Event, interrupted: asyncio.Event, console: Console
+) -> None:
     from ingest.rtmp_publisher import PublisherError, PublishRefusedError
     from ingest.synthetic_live import publish_synthetic
 
     for _attempt in range(MAX_COOLDOWN_WAITS + 1):
         try:
-            await publish_synthetic(url, stop=stop)
+            await publish_synthetic(url, stop=unpublish)
             return
         except PublishRefusedError as exc:
             cooling = _COOLING.search(exc.description)
@@ -136,8 +145,8 @@ async def _publish(url: str, stop: asyncio.Event, console: Console) -> None:
             wait_s = int(cooling.group(1)) + 1
             console.print(f"The channel was just stopped; publishing again in {wait_s} s…")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), wait_s)
-            if stop.is_set():
+                await asyncio.wait_for(interrupted.wait(), wait_s)
+            if interrupted.is_set() or unpublish.is_set():
                 return
         except PublisherError as exc:
             raise DemoError(str(exc)) from None
@@ -159,33 +168,33 @@ async def _announce_live(api: DemoAPI, console: Console, stream_id: str) -> None
 
 
 async def _wait_for_end(
-    live: asyncio.Task[None], stop: asyncio.Event, duration: float | None
+    live: asyncio.Task[None], interrupted: asyncio.Event, duration: float | None
 ) -> None:
     """Until Ctrl-C, the duration, or the publisher ending on its own (an error)."""
-    stopped = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({live, stopped}, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
+    await _until_done_or(live, interrupted, within_s=duration)
 
 
-async def _stop_live(api: DemoAPI, live: asyncio.Task[None], stop: asyncio.Event) -> None:
+async def _stop_live(api: DemoAPI, live: asyncio.Task[None], unpublish: asyncio.Event) -> None:
     """``POST /streams/stop``: ingest ends the broadcast and hangs up; we wait for that."""
     from ingest.rtmp_publisher import PublisherClosedError
 
-    with contextlib.suppress(DemoError):  # a gateway gone at Ctrl-C: still hang up below
-        await api.stop()
+    # A gateway gone by now must not keep us: hang up below all the same.
+    with contextlib.suppress(DemoError, TimeoutError):
+        async with asyncio.timeout(STOP_GRACE_S):
+            await api.stop()
     done, _ = await asyncio.wait({live}, timeout=STOP_GRACE_S)
     if not done:
-        stop.set()  # ingest did not hang up: unpublish ourselves
+        unpublish.set()  # ingest did not hang up: unpublish ourselves
     with contextlib.suppress(DemoError, PublisherClosedError, asyncio.CancelledError):
         await live
 
 
-async def _until_stopped(task: asyncio.Task[_T], stop: asyncio.Event) -> _T | None:
-    stopped = asyncio.ensure_future(stop.wait())
+async def _until_done_or(
+    task: asyncio.Task[_T], event: asyncio.Event, *, within_s: float | None = None
+) -> None:
+    """Wait for ``task`` to finish, ``event`` to be set, or ``within_s``: whichever first."""
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, waiter}, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopped.cancel()
-    return task.result() if task.done() else None
+        waiter.cancel()
