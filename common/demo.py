@@ -39,7 +39,7 @@ DESCRIPTION: Final = (
     "every second."
 )
 STOP_GRACE_S: Final = 5.0  # after POST /stop, how long ingest gets to hang up on us
-LIVE_TIMEOUT_S: Final = 30.0  # publishing accepted → the catalog says live
+LIVE_TIMEOUT_S: Final = 60.0  # publishing → the catalog says live (a cooldown is ~15 s)
 # A stop request cools the channel down (ingest refuses publishes for ~15 s); a demo
 # run right after the last one waits that out instead of failing.
 _COOLING: Final = re.compile(r"resumes in (\d+) s")
