@@ -53,6 +53,8 @@ class LiveChannelOut(msgspec.Struct, kw_only=True):
     viewers: int
     started_at: dt.datetime | None
     thumbnail_url: str | None
+    # The live picture, renewed by ingest every few seconds (stream.thumbnail).
+    live_thumbnail_url: str
     playback_url: str
 
 
@@ -201,6 +203,7 @@ async def list_live(
             viewers=projections.stats.viewers(c.stream_id, now),
             started_at=c.started_at,
             thumbnail_url=_thumbnail_url(c),
+            live_thumbnail_url=f"/live/{c.stream_id}/thumbnail.jpg",
             playback_url=_playback_url(c.stream_id),
         )
         for c in channels

@@ -124,6 +124,7 @@ async def test_live_channels_with_viewers_newest_state(catalog: Catalog) -> None
     assert first["viewers"] == 7
     assert first["thumbnail_url"] == "/vod/v-rec-1/poster.jpg"  # the last recording's poster
     assert first["playback_url"] == f"/live/{alice.stream_id}/index.m3u8"
+    assert first["live_thumbnail_url"] == f"/live/{alice.stream_id}/thumbnail.jpg"
     assert first["started_at"] is not None
     assert live[1]["stream_id"] == bob.stream_id
     assert live[1]["thumbnail_url"] is None
