@@ -15,12 +15,15 @@ with or without permessage-deflate negotiated (RFC 7692 §6: an uncompressed mes
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import struct
 from typing import Any, Final
 
 # The server protocols known to write whole frames with one transport.write each.
 _WHOLE_FRAME_WRITERS: Final = frozenset({"WebSocketsSansIOProtocol"})
 _FIN_TEXT: Final = 0x81
+_MAX_WRAPPERS: Final = 32
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -35,10 +38,32 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+def _server_protocol(send: Any) -> Any:
+    """The server's protocol object whose bound ``send`` is behind ``send``.
+
+    Middleware wraps ``send`` in closures (Litestar's exception handler does); the
+    original is one of the functions they close over.
+    """
+    frontier = [send]
+    for _ in range(_MAX_WRAPPERS):
+        if not frontier:
+            return None
+        function = frontier.pop()
+        protocol = getattr(function, "__self__", None)
+        if type(protocol).__name__ in _WHOLE_FRAME_WRITERS:
+            return protocol
+        for cell in getattr(function, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                value = cell.cell_contents
+                if inspect.isfunction(value) or inspect.ismethod(value):
+                    frontier.append(value)
+    return None
+
+
 def raw_transport(send: Any) -> asyncio.Transport | None:
     """The socket's transport behind an ASGI ``send``, if frames may be written to it."""
-    protocol = getattr(send, "__self__", None)
-    if type(protocol).__name__ not in _WHOLE_FRAME_WRITERS:
+    protocol = _server_protocol(send)
+    if protocol is None:
         return None
     transport = getattr(protocol, "transport", None)
     if not isinstance(transport, asyncio.Transport) or transport.is_closing():

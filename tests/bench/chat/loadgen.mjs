@@ -26,6 +26,9 @@ const nowMs = () => performance.timeOrigin + performance.now();
 
 function runWorker() {
   const hist = new Uint32Array(BUCKETS);
+  // VideoPick's pushes carry the decision time ("ts", ms): send → decision, apart.
+  const decidedHist = new Uint32Array(BUCKETS);
+  let decided = 0;
   const sockets = [];
   let t0 = Infinity;
   let t1 = -Infinity;
@@ -49,6 +52,12 @@ function runWorker() {
         inWindow++;
         const bucket = Math.min(BUCKETS - 1, Math.max(0, Math.floor((t - sent) / BUCKET_MS)));
         hist[bucket]++;
+        const tsAt = text.indexOf('"ts":', end);
+        if (tsAt !== -1 && tsAt - end < 8) {
+          const decidedAt = Number.parseInt(text.slice(tsAt + 5, tsAt + 20), 10);
+          decidedHist[Math.min(BUCKETS - 1, Math.max(0, Math.floor((decidedAt - sent) / BUCKET_MS)))]++;
+          decided++;
+        }
       }
       if (sent >= t0 && sent < t1) ofWindow++;
       at = text.indexOf(MARK, end);
@@ -127,6 +136,8 @@ function runWorker() {
       const cpu = process.cpuUsage(cpuAtGo);
       const buckets = [];
       for (let i = 0; i < BUCKETS; i++) if (hist[i]) buckets.push([i, hist[i]]);
+      const decidedBuckets = [];
+      for (let i = 0; i < BUCKETS; i++) if (decidedHist[i]) decidedBuckets.push([i, decidedHist[i]]);
       process.send({
         cmd: "result",
         inWindow,
@@ -134,6 +145,8 @@ function runWorker() {
         closedEarly,
         closeCodes,
         buckets,
+        decidedBuckets,
+        decided,
         cpu: (cpu.user + cpu.system) / 1000 / (nowMs() - wallAtGo),
       });
       for (const ws of sockets) ws.terminate();
@@ -254,6 +267,8 @@ async function runMain(config) {
   for (const { ws } of publishers) ws.terminate();
 
   const merged = new Map();
+  const mergedDecided = new Map();
+  let decided = 0;
   let inWindow = 0;
   let ofWindow = 0;
   let closedEarly = 0;
@@ -264,8 +279,11 @@ async function runMain(config) {
     closedEarly += r.closedEarly;
     for (const [code, n] of Object.entries(r.closeCodes)) closeCodes[code] = (closeCodes[code] || 0) + n;
     for (const [bucket, count] of r.buckets) merged.set(bucket, (merged.get(bucket) || 0) + count);
+    for (const [bucket, count] of r.decidedBuckets) mergedDecided.set(bucket, (mergedDecided.get(bucket) || 0) + count);
+    decided += r.decided;
   }
   const hist = [...merged.entries()].sort((a, b) => a[0] - b[0]);
+  const decidedHist = [...mergedDecided.entries()].sort((a, b) => a[0] - b[0]);
   const expected = sentInWindow * connected;
   const pubStats = publishers.map((p) => p.stats);
   const result = {
@@ -280,6 +298,8 @@ async function runMain(config) {
     delivered_per_s: inWindow / config.seconds,
     p50_ms: percentile(hist, inWindow, 0.5),
     p99_ms: percentile(hist, inWindow, 0.99),
+    decided_p50_ms: percentile(decidedHist, decided, 0.5),
+    decided_p99_ms: percentile(decidedHist, decided, 0.99),
     max_ms: hist.length ? (hist[hist.length - 1][0] + 1) * BUCKET_MS : null,
     delivered_of_window: ofWindow,
     expected_of_window: expected,
