@@ -21,6 +21,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from common.db import create_engine, migrate, session_factory
+from common.logs import configure_logging
 from events.catalog import ChannelKeyRotated
 from ingest.auth import hash_key
 from ingest.keys import KeyStore, PublisherLeases
@@ -61,6 +62,8 @@ def publisher_args(clip: Path, port: int, key: str) -> list[str]:
 
 
 def serve(port: int, database: str, keys: list[str], ready: Event) -> None:
+    configure_logging("ingest", "ERROR", False)  # per-connection lines are noise here
+
     async def main() -> None:
         await migrate(database)
         engine = create_engine(database)
