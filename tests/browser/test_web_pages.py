@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.browser.conftest import Stack
-from tests.browser.helpers import Watcher, new_context, unique_name
+from tests.browser.helpers import Watcher, new_context, unique_name, wait_js
 
 pytestmark = pytest.mark.e2e
 
@@ -120,5 +120,52 @@ def test_login_keeps_the_token_and_logout_drops_it(stack: Stack, browser: Browse
         page.wait_for_url(f"{stack.base_url}/")
         assert page.evaluate("localStorage.getItem('videopick.token')") is None
         assert page.is_visible("#nav-login")
+    finally:
+        context.close()
+
+
+def test_a_dropped_file_that_is_not_a_video_is_refused_clearly(
+    stack: Stack, browser: Browser
+) -> None:
+    name = unique_name("dropper")
+    with httpx.Client(base_url=stack.base_url) as http:
+        response = http.post(
+            "/api/v2/auth/register",
+            json={
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": "drop it like it's hot",
+            },
+        )
+        assert response.status_code == 201
+        session = response.json()
+    context = new_context(browser, stack.base_url)
+    page = context.new_page()
+    try:
+        page.goto("/")
+        page.evaluate(
+            "([token, user]) => { localStorage.setItem('videopick.token', token);"
+            " localStorage.setItem('videopick.user', JSON.stringify(user)); }",
+            [session["access_token"], session["user"]],
+        )
+        page.goto("/upload")
+        page.wait_for_selector("#dropzone[data-ready]")
+        transfer = page.evaluate_handle(
+            "() => { const t = new DataTransfer();"
+            " const text = 'not a video '.repeat(5000);"
+            " t.items.add(new File([text], 'notes.mp4', {type: 'video/mp4'}));"
+            " return t; }"
+        )
+        page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
+        assert "over" in (page.get_attribute("#dropzone", "class") or "")
+        page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+        page.wait_for_selector("#transcode-block", state="visible", timeout=30_000)
+        wait_js(
+            page,
+            "document.getElementById('transcode-state').textContent.startsWith('rejected')",
+            timeout_ms=60_000,
+        )
+        assert page.inner_text("#upload-name") == "notes.mp4"
+        assert page.is_hidden("#video-link")
     finally:
         context.close()
