@@ -11,6 +11,7 @@ from typing import Final
 from litestar import get
 from litestar.di import NamedDependency
 
+# The catalog's own row → response conversion: the same URLs as the public API.
 from gateway.api.catalog import VideoOut, _video_out
 from gateway.auth.dependencies import REQUIRES_AUTH, CurrentUser
 from gateway.projections import Projections, queries
