@@ -134,10 +134,10 @@ class LocalStore(ObjectStore):
                     raise LengthMismatch(f"body for {key!r} announced {length} bytes, sent more")
                 buffer += chunk
                 if len(buffer) >= WRITE_BUFFER:
-                    await _run(functools.partial(handle.write, buffer))
+                    await _run(functools.partial(fs.write_behind, handle, buffer))
                     buffer.clear()
             if buffer:
-                await _run(functools.partial(handle.write, buffer))
+                await _run(functools.partial(fs.write_behind, handle, buffer))
             check_length(key, length, total)
             await _run(lambda: fs.finish_temp(handle))
         except BaseException:
