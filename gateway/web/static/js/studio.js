@@ -10,12 +10,21 @@ const keyStatus = byId('key-status');
 const charts = { viewers: series(), bitrate: series(), fps: series(), chat: series() };
 let streamId = '';
 
-async function copy(text, what) {
+// The Clipboard API needs a secure context (https or localhost); elsewhere the text is
+// shown selected so Ctrl+C copies it.
+async function copy(input, what) {
   try {
-    await navigator.clipboard.writeText(text);
+    await navigator.clipboard.writeText(input.value);
     keyStatus.textContent = `${what} copied.`;
   } catch {
-    keyStatus.textContent = `Copy failed: select the ${what.toLowerCase()} and copy it by hand.`;
+    if (input === keyInput) {
+      input.type = 'text';
+      byId('reveal-key').textContent = 'Hide';
+      byId('reveal-key').setAttribute('aria-pressed', 'true');
+    }
+    input.focus();
+    input.select();
+    keyStatus.textContent = `${what} selected: press Ctrl+C (or ⌘C) to copy it.`;
   }
 }
 
@@ -35,8 +44,8 @@ function setupKey() {
     reveal.textContent = hidden ? 'Hide' : 'Reveal';
     reveal.setAttribute('aria-pressed', String(hidden));
   });
-  byId('copy-key').addEventListener('click', () => copy(keyInput.value, 'Stream key'));
-  byId('copy-server').addEventListener('click', () => copy(byId('rtmp-url').value, 'Server URL'));
+  byId('copy-key').addEventListener('click', () => copy(keyInput, 'Stream key'));
+  byId('copy-server').addEventListener('click', () => copy(byId('rtmp-url'), 'Server URL'));
   // Two presses, no confirm() dialog: the old key stops working at once.
   const rotate = byId('rotate-key');
   let armed = false;
