@@ -45,7 +45,7 @@ import pytest
 from common.nats_server import NatsServerProcess, free_port
 from common.settings import load_settings
 from common.supervisor import Supervisor
-from tests.cluster.media import publish_live
+from tests.cluster.media import live_position, publish_live
 from tests.integration.chat_stack import register
 
 pytestmark = pytest.mark.bench
@@ -272,17 +272,19 @@ async def test_viewers_per_gateway_process(platform: Platform, tmp_path: Path) -
     )
     mirror.task = asyncio.create_task(mirror.run())
     nginx, port = start_nginx(tmp_path / "nginx", media_root)
-    rows: list[tuple[int, Tally, float, Tally, float]] = []
+    rows: list[tuple[int, Tally, float, Tally, float, float]] = []
     try:
         await asyncio.sleep(1.0)
         for count in STEPS:
+            before = await _position(platform.gateway + playlist)
             ours, ours_cpu = await run_step(
                 ll_viewer, platform.gateway, playlist, count, platform.gateway_pid
             )
             peer, peer_cpu = await run_step(
                 polling_viewer, f"http://127.0.0.1:{port}", playlist, count, nginx.pid, tree=True
             )
-            rows.append((count, ours, ours_cpu, peer, peer_cpu))
+            source = (await _position(platform.gateway + playlist) - before) / (2 * SECONDS)
+            rows.append((count, ours, ours_cpu, peer, peer_cpu, source))
             if ours.on_time < 0.99 * max(1, ours.reloads):
                 break
     finally:
@@ -295,10 +297,10 @@ async def test_viewers_per_gateway_process(platform: Platform, tmp_path: Path) -
     print(
         f"{'N':>5} | {'on time':>7} | {'p50 wait':>8} | {'reloads/s':>9} | {'parts/s':>7} | "
         f"{'gateway CPU':>11} | {'client CPU':>10} | {'nginx parts/s':>13} | {'nginx CPU':>9} | "
-        f"{'CPU per part ours/nginx':>23}"
+        f"{'CPU per part ours/nginx':>23} | {'source segs/s':>13}"
     )
     best = 0.0
-    for count, ours, ours_cpu, peer, peer_cpu in rows:
+    for count, ours, ours_cpu, peer, peer_cpu, source in rows:
         on_time = ours.on_time / max(1, ours.reloads)
         wait = statistics.median(ours.waits) if ours.waits else math.nan
         ratio = (ours_cpu / max(1, ours.parts)) / max(1e-9, peer_cpu / max(1, peer.parts))
@@ -306,7 +308,7 @@ async def test_viewers_per_gateway_process(platform: Platform, tmp_path: Path) -
             f"{count:>5} | {on_time:>7.1%} | {wait * 1000:>6.0f}ms | "
             f"{ours.reloads / SECONDS:>9.0f} | {ours.parts / SECONDS:>7.0f} | {ours_cpu:>11.0%} | "
             f"{ours.client_cpu:>10.0%} | {peer.parts / SECONDS:>13.0f} | {peer_cpu:>9.0%} | "
-            f"{ratio:>23.1f}"
+            f"{ratio:>23.1f} | {source:>13.2f}"
         )
         if on_time >= 0.99 and ours_cpu > 0:
             best = max(best, count / ours_cpu)
@@ -315,3 +317,9 @@ async def test_viewers_per_gateway_process(platform: Platform, tmp_path: Path) -
     assert rows[0][1].reloads > 0, "no viewer got a single reload"
     assert rows[0][1].parts > 0
     assert rows[0][3].parts > 0
+
+
+async def _position(url: str) -> int:
+    """How far the live stream is (segments): the source must keep ~1/s for a fair step."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        return live_position((await http.get(url)).text)
