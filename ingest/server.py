@@ -7,7 +7,11 @@ Per connection, :class:`_Publisher` answers the RTMP core's events:
   syntax gate (:mod:`ingest.auth`); its SHA-256 must match a channel's stored hash
   (:class:`~ingest.keys.KeyStore`, constant-time compare); the channel must not be
   cooling down after a stop request; no other publisher may hold it — in this process
-  (``IngestServer.live``) or any other (:class:`~ingest.keys.PublisherLeases`). Then the
+  (``IngestServer.live``) or any other (:class:`~ingest.keys.PublisherLeases`). A
+  publisher here that has sent no media for ``takeover_idle_s`` is a half-open
+  connection (the encoder's network dropped, its reconnect arrives before our idle
+  timeout): the new publish replaces it as if it had timed out, so the packager
+  continues the broadcast. Then the
   packager's sink is created (:mod:`ingest.media`, the seam) and the publish accepted.
   A bad key is answered ``NetStream.Publish.BadName`` after a delay and the connection
   closed;
@@ -98,6 +102,9 @@ class IngestConfig:
     stop_cooldown_s: float = 15.0
     stats_interval_s: float = 5.0
     lease_ttl_s: float = 15.0
+    # A publisher silent this long loses its channel to a new publish with the key
+    # (well above frame spacing and encoder stalls, well below the idle timeout).
+    takeover_idle_s: float = 3.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestConfig:
@@ -255,6 +262,7 @@ class _Publisher:
         # This connection's lease (its own session id; the packager's broadcast id
         # differs after a reconnect).
         self.lease_id: str | None = None
+        self._ended = asyncio.Event()
 
     # --- events ---------------------------------------------------------------------
 
@@ -372,9 +380,7 @@ class _Publisher:
                 "cooling down",
             )
             return None
-        if stream_id in server.live:
-            log.warning("publish refused: channel already has a publisher here")
-            self._refuse(BAD_NAME, "already publishing: this channel has a publisher", "busy")
+        if not await self._free_here(stream_id):
             return None
         server.live[stream_id] = self
         self._reserved = stream_id
@@ -394,6 +400,19 @@ class _Publisher:
             self._refuse(REJECTED, "closed", "closed")
             return None
         return session_id
+
+    async def _free_here(self, stream_id: str) -> bool:
+        """No publisher of the channel in this process (a silent one is replaced)."""
+        server = self.server
+        holder = server.live.get(stream_id)
+        if holder is not None and holder.idle_s() >= server.config.takeover_idle_s:
+            await holder.replace()
+            holder = server.live.get(stream_id)
+        if holder is not None:
+            log.warning("publish refused: channel already has a publisher here")
+            self._refuse(BAD_NAME, "already publishing: this channel has a publisher", "busy")
+            return False
+        return not self.link.is_closing()
 
     def _refuse(self, code: str, description: str, detail: str) -> None:
         if self._reserved is not None and self.session is None:
@@ -417,6 +436,20 @@ class _Publisher:
             self._end_reason = "error"
             self.link.close(CloseKind.LOCAL, f"bad media: {exc}", linger=True)
 
+    def idle_s(self) -> float:
+        """Seconds since this publisher last sent media (0 while it is being set up)."""
+        session = self.session
+        return 0.0 if session is None else self.server.clock() - session.last_media_at
+
+    async def replace(self, timeout_s: float = 5.0) -> None:
+        """Drop this silent connection for a new publish of the channel; its end counts
+        as a timeout (the broadcast waits for the newcomer to continue it)."""
+        log.warning("silent publisher replaced by a new publish", idle_s=round(self.idle_s(), 1))
+        self._end_reason = "timeout"
+        self.link.close(CloseKind.TIMEOUT, "replaced by a new publish of the channel")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), timeout_s)
+
     def kick(self, reason: str) -> None:
         """Disconnect this publisher (``stream.stop_requested``)."""
         log.info("stopping publisher on request", reason=reason[:64])
@@ -433,6 +466,12 @@ class _Publisher:
     # --- the end --------------------------------------------------------------------
 
     async def _end(self, reason: CloseReason, detail: str = "") -> None:
+        try:
+            await self._finish(reason, detail)
+        finally:
+            self._ended.set()
+
+    async def _finish(self, reason: CloseReason, detail: str) -> None:
         session, self.session = self.session, None
         if self._reserved is not None and self.server.live.get(self._reserved) is self:
             del self.server.live[self._reserved]

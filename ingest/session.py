@@ -114,6 +114,7 @@ class PublishSession:
         self.video_frames = 0
         self.audio_frames = 0
         self.closed: CloseReason | None = None
+        self.last_media_at = self.started_at  # clock() of the last audio/video message
 
     async def on_metadata(self, values: dict[str, Any]) -> None:
         await settle(self.sink.on_metadata(values))
@@ -121,6 +122,7 @@ class PublishSession:
     async def on_media(self, message: MediaMessage) -> None:
         """Hand one audio/video message on; :class:`ProtocolError` if it is refused."""
         body = message.payload
+        self.last_media_at = self._clock()
         self._stats.bytes += len(body)
         if not body:
             return  # some encoders send empty audio messages; nothing to carry

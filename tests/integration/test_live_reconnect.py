@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -338,3 +339,32 @@ async def test_a_publisher_that_does_not_return_in_time_ends_the_broadcast(
     await asyncio.wait_for(live.packaging.wait_ended(stream_id, DEADLINE_S), DEADLINE_S)
     started = await live.stored(StreamStarted, STREAMS.name, stream_id)
     assert len({e.session_id for e in started}) == 2
+
+
+async def test_a_reconnect_replaces_a_silent_half_open_connection(
+    make_live: Callable[[float], Any],
+) -> None:
+    """The encoder's network dropped but our end never saw it: its reconnect replaces
+    the silent connection (as a timeout) and continues the broadcast."""
+    live: Live = await make_live(60.0)
+    stream_id, key = await add_channel(live)
+    frozen = await ffmpeg(live.url(key), seconds=30)
+    try:
+        await until(lambda: segments_at_gateway(live, stream_id) >= 2, "2 segments live")
+        frozen.send_signal(signal.SIGSTOP)  # the socket stays open, nothing more arrives
+        holder = live.server.live[stream_id]
+        await until(lambda: holder.idle_s() >= live.server.config.takeover_idle_s, "silence")
+        second = await ffmpeg(live.url(key), seconds=3)
+        await stop(second, kill=False)
+        await asyncio.wait_for(live.packaging.wait_ended(stream_id, DEADLINE_S), DEADLINE_S)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            frozen.kill()
+        await frozen.wait()
+    started = await live.stored(StreamStarted, STREAMS.name, stream_id)
+    ended = await live.stored(StreamEnded, STREAMS.name, stream_id)
+    assert len(started) == len(ended) == 1
+    assert ended[0].session_id == started[0].session_id
+    segments = await live.stored(StreamSegment, LIVE_MEDIA.name, stream_id)
+    assert [s.sequence for s in segments] == list(range(len(segments)))
+    assert len([s for s in segments if s.discontinuity]) == 1
