@@ -138,6 +138,11 @@ class LivePackaging:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def settle(self) -> None:
+        """Until the background work started so far (thumbnails, deletions) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     # -- a connection's end ------------------------------------------------------------
 
     async def connection_finished(self, sink: SessionSink, finished: Finished) -> None:

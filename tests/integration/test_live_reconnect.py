@@ -198,6 +198,7 @@ async def ffmpeg(url: str, seconds: float) -> asyncio.subprocess.Process:
     args += ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"]
     args += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", str(seconds)]
     args += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30"]
+    args += ["-sc_threshold", "0"]  # no scene-cut keyframes: the GOP is exactly 1 s
     args += ["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url]
     return await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE

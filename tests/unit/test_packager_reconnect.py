@@ -183,10 +183,10 @@ async def test_parts_leave_the_store_once_no_playlist_lists_them(
     sink = packaging.create_session_sink("chan1", "conn1", "user1")
     flvfile.replay(media, sink, close_reason="publisher_left")
     await asyncio.wait_for(sink.wait_closed(), 30)
-    await asyncio.sleep(0.2)  # the rolling deletions run in the background
     segments = events.of(StreamSegment)
     assert len(segments) == 8
     part = functools.partial(keys.part_key, "chan1", "conn1")
+    await asyncio.wait_for(packaging.settle(), 10)  # the rolling deletions ran meanwhile
     assert not await store.exists(part(0, 0))  # ended 1 s in: older than 8 - 5 s
     assert not await store.exists(part(1, 0))
     assert await store.exists(part(3, 0))  # still listable when the stream ended
