@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from common.cluster import DEFAULT_PROCESSES
 from common.components import COMPONENTS
 from common.logs import configure_logging
 from common.settings import SettingsError, get_settings
@@ -56,9 +57,7 @@ def cluster(
     root: Annotated[Path, typer.Option(help="where the servers keep their data")] = Path(
         "data/cluster"
     ),
-    processes: Annotated[str, typer.Option(help="processes per component")] = (
-        "gateway=2,chat=2,uploader=2,transcoder=2,ingest=1"
-    ),
+    processes: Annotated[str, typer.Option(help="processes per component")] = DEFAULT_PROCESSES,
     http_port: Annotated[int, typer.Option(help="first gateway's port; the next +1")] = 8080,
 ) -> None:
     """The production shape here: 3 clustered NATS, PostgreSQL, MinIO, N of every component."""

@@ -2,7 +2,7 @@
 
 Three nats-server processes clustered with JetStream (``sync_interval: always``,
 streams replicated x3), a throw-away PostgreSQL cluster, MinIO, and every component
-N-wide (default: two each of gateway, chat, uploader, transcoder; 1 ingest), all on
+N-wide (default: two each of gateway, chat, uploader, transcoder and ingest), all on
 127.0.0.1. The components run under :class:`common.supervisor.Supervisor`, the same
 one ``videopick up`` uses; this module only starts the servers it cannot start.
 
@@ -33,8 +33,8 @@ log = get_logger(__name__)
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 CLUSTER_NAME = "videopick"
-# One more ingest would need its own RTMP port (the supervisor offsets gateways only).
-DEFAULT_PROCESSES = "gateway=2,chat=2,uploader=2,transcoder=2,ingest=1"
+# Two ingests share one RTMP port (SO_REUSEPORT): the kernel spreads publishers.
+DEFAULT_PROCESSES = "gateway=2,chat=2,uploader=2,transcoder=2,ingest=2"
 MINIO_USER = "videopick"
 MINIO_PASSWORD = "videopick-local-cluster"  # noqa: S105 - a loopback server for one run
 
@@ -370,6 +370,7 @@ class LocalCluster:
             "VIDEOPICK_HTTP_PORT": str(self.http_port),
             "VIDEOPICK_PUBLIC_URL": f"http://127.0.0.1:{self.http_port}",
             "VIDEOPICK_RTMP_PORT": str(self.rtmp_port),
+            "VIDEOPICK_RTMP_REUSE_PORT": "true",
             "VIDEOPICK_RTMP_PUBLIC_URL": f"rtmp://127.0.0.1:{self.rtmp_port}/live",
             "VIDEOPICK_PROCESSES": self.processes,
             "PYTHONUNBUFFERED": "1",

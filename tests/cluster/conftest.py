@@ -1,8 +1,8 @@
 """The production shape for fault tests: ``common.cluster`` plus the supervisor.
 
 One cluster per test session (it takes ~30 s to start on 2 cores): three clustered
-nats-servers, PostgreSQL, MinIO, and 2x gateway / chat / uploader / transcoder plus
-1x ingest, exactly what ``videopick cluster`` runs. The supervisor runs as a task in
+nats-servers, PostgreSQL, MinIO, and 2x gateway / chat / uploader / transcoder /
+ingest, exactly what ``videopick cluster`` runs. The supervisor runs as a task in
 the session's event loop so a test can kill -9 a child by pid and decide whether it
 comes back (``Cluster.kill``/``Cluster.revive``); every test leaves the cluster whole.
 """
