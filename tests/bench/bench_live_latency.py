@@ -16,6 +16,9 @@ send time of every video frame is logged here (loopback: sent = arrived).
     A part's frames are found from its place in the playlist: segment starts are
     anchored on keyframes (EXT-X-PROGRAM-DATE-TIME, then segment durations), part ends
     are the sums of EXT-X-PART durations.
+    For ours the table also splits out the bus hop: the part's ``stream.part`` event
+    reaching a NATS subscriber here (stored and published by ingest) — the rest of
+    "listed" is the gateway consuming it and answering the blocked request.
 (b) Browser: hls.js (tests/live_harness, same config for both) in headless Chromium
     plays both streams at once; ``hls.latency`` is sampled every 0.5 s after a warm-up.
 
@@ -41,10 +44,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
+import nats
+import nats.aio.client
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from common.settings import Settings
+from events.catalog import StreamPart
 from ingest.rtmp.chunks import ChunkWriter
 from tests.bench.nginx_rtmp import nginx_rtmp
 from tests.bench.rtmp_publish import (
@@ -160,7 +168,15 @@ def parse_ours(text: str) -> OurPlaylist:
     return out
 
 
-async def watch_ours(url: str, log: SendLog, delays: list[float], stop: asyncio.Event) -> None:
+async def watch_ours(
+    url: str,
+    log: SendLog,
+    delays: list[float],
+    stop: asyncio.Event,
+    sent_at: dict[tuple[int, int], float] | None = None,
+) -> None:
+    """Blocking reloads at the gateway; ``sent_at`` gets each measured part's last-frame
+    send time (for the bus figure)."""
     seen: set[tuple[int, int]] = set()
     starts: dict[int, int] = {}  # msn → timestamp of its first keyframe
     durations: dict[int, float] = {}
@@ -191,9 +207,26 @@ async def watch_ours(url: str, log: SendLog, delays: list[float], stop: asyncio.
                 sent = log.last_before(end)
                 if sent is not None:
                     delays.append(listed_at - sent)
+                    if sent_at is not None:
+                        sent_at[key] = sent
             if playlist.hint is None:
                 return  # the stream ended
             params = {"_HLS_msn": playlist.hint[0], "_HLS_part": playlist.hint[1]}
+
+
+async def watch_bus(
+    settings: Settings, stream_id: str, arrived: dict[tuple[int, int], float]
+) -> nats.aio.client.Client:
+    """When each ``stream.part`` of ``stream_id`` reaches NATS subscribers (as the
+    gateway's consumer sees it, minus its own hop); the caller closes the client."""
+    client = await nats.connect(settings.resolved_nats_url)
+
+    async def on_part(msg: Msg) -> None:
+        part = msgspec.json.decode(msg.data, type=StreamPart)
+        arrived.setdefault((part.sequence, part.part_index), time.monotonic())
+
+    await client.subscribe(f"{StreamPart.event_type()}.{stream_id}", cb=on_part)
+    return client
 
 
 FRAGMENT_RE = re.compile(r"-(\d+)\.ts$")
@@ -289,11 +322,14 @@ async def test_live_latency_against_nginx_rtmp(
         nginx_url = nginx.playlist_url(key)
         ours_delays: list[float] = []
         nginx_delays: list[float] = []
+        sent_at: dict[tuple[int, int], float] = {}
+        on_bus: dict[tuple[int, int], float] = {}
+        bus = await watch_bus(gateway_settings, streamer.stream_id, on_bus)
         try:
             await wait_playlist(ours_url)
             await wait_playlist(nginx_url)
             watchers = [
-                asyncio.create_task(watch_ours(ours_url, log, ours_delays, stop)),
+                asyncio.create_task(watch_ours(ours_url, log, ours_delays, stop, sent_at)),
                 asyncio.create_task(watch_nginx(nginx_url, log, nginx_delays, stop)),
             ]
             async with chromium() as browser:
@@ -316,18 +352,23 @@ async def test_live_latency_against_nginx_rtmp(
             await encoder.wait()
             for target in targets:
                 await target.close()
+            await bus.close()
 
+    bus_delays = [on_bus[key] - sent for key, sent in sent_at.items() if key in on_bus]
     rows = [
+        ("ours: stream.part on the bus after last frame p50 (s)", bus_delays, [], 50),
+        ("ours: stream.part on the bus after last frame p95 (s)", bus_delays, [], 95),
         ("part/fragment listed after its last frame, p50 (s)", ours_delays, nginx_delays, 50),
         ("part/fragment listed after its last frame, p95 (s)", ours_delays, nginx_delays, 95),
         ("hls.js latency p50 (s)", ours_player, nginx_player, 50),
         ("hls.js latency p95 (s)", ours_player, nginx_player, 95),
     ]
     print(f"\nLive latency, 1280x720p30, 1 s GOP, {SECONDS:.0f} s measured (same publish)")
-    print(f"{'':52} {'ours':>9} {'nginx-rtmp':>11} {'nginx/ours':>11}")
+    print(f"{'':54} {'ours':>9} {'nginx-rtmp':>11} {'nginx/ours':>11}")
     for label, ours, peer, q in rows:
         a, b = pct(ours, q), pct(peer, q)
-        print(f"{label:52} {a:9.3f} {b:11.3f} {b / a:10.1f}x")
+        ratio = f"{b / a:10.1f}x" if peer else ""
+        print(f"{label:54} {a:9.3f} {b:11.3f} {ratio}" if peer else f"{label:54} {a:9.3f}")
     print(
         f"min listed delay: ours {min(ours_delays, default=math.nan):.3f} s, "
         f"nginx {min(nginx_delays, default=math.nan):.3f} s; "
