@@ -26,7 +26,7 @@ import datetime as dt
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -87,6 +87,25 @@ class Rules:
 
 
 @dataclass
+class _Batch:
+    """What the decisions of one transaction look up once: the locked channel rows, and
+    per channel its owner, moderators and banned words, and user names. A command may
+    change a channel's moderators or words: it forgets that channel's entries."""
+
+    channels: dict[str, ChannelRow] = field(default_factory=dict)
+    owners: dict[str, str | None] = field(default_factory=dict)
+    mods: dict[tuple[str, str], bool] = field(default_factory=dict)
+    words: dict[str, frozenset[str]] = field(default_factory=dict)
+    names: dict[str, str | None] = field(default_factory=dict)
+
+    def forget(self, stream_id: str) -> None:
+        self.owners.pop(stream_id, None)
+        self.words.pop(stream_id, None)
+        for key in [k for k in self.mods if k[0] == stream_id]:
+            del self.mods[key]
+
+
+@dataclass
 class _Context:
     session: AsyncSession
     channel: ChannelRow
@@ -95,6 +114,7 @@ class _Context:
     owner_id: str | None
     is_owner: bool
     is_mod: bool
+    batch: _Batch
 
     def reject(self, code: str, reason: str) -> list[Event]:
         m = self.message
@@ -154,7 +174,7 @@ class ChatPipeline:
 
     async def decide(self, message: ChatMessage) -> list[Event]:
         async with self.sessions.begin() as session:
-            return await self._decide_in(session, message)
+            return await self._decide_in(session, message, _Batch())
 
     async def decide_batch(self, messages: list[ChatMessage]) -> list[list[Event]]:
         """Several decisions in one transaction (group commit), in the given order.
@@ -163,14 +183,21 @@ class ChatPipeline:
         outcome is the one ``decide`` would give one after the other; a busy channel
         pays one commit per batch instead of one per message.
         """
+        batch = _Batch()
         async with self.sessions.begin() as session:
-            return [await self._decide_in(session, message) for message in messages]
+            return [await self._decide_in(session, message, batch) for message in messages]
 
-    async def _decide_in(self, session: AsyncSession, message: ChatMessage) -> list[Event]:
+    async def _decide_in(
+        self, session: AsyncSession, message: ChatMessage, batch: _Batch
+    ) -> list[Event]:
         if not await claim_event(session, CONSUMER, message.event_id):
             return await _stored_outcome(session, message.event_id)
-        channel = await lock_channel(session, message.stream_id)
-        ctx = await self._context(session, channel, message)
+        # Locked once per transaction: the lock (and the row) hold until the commit.
+        channel = batch.channels.get(message.stream_id)
+        if channel is None:
+            channel = await lock_channel(session, message.stream_id)
+            batch.channels[message.stream_id] = channel
+        ctx = await self._context(session, channel, message, batch)
         if not message.user.id:
             events = ctx.reject("not_allowed", "sign in to chat")
         elif message.text.startswith("/"):
@@ -187,17 +214,28 @@ class ChatPipeline:
         return events
 
     async def _context(
-        self, session: AsyncSession, channel: ChannelRow, message: ChatMessage
+        self, session: AsyncSession, channel: ChannelRow, message: ChatMessage, batch: _Batch
     ) -> _Context:
-        owner_id = await session.scalar(
-            select(ChatUserRow.user_id).where(ChatUserRow.stream_id == channel.stream_id).limit(1)
-        )
+        sid = channel.stream_id
+        if sid in batch.owners:
+            owner_id = batch.owners[sid]
+        else:
+            owner_id = await session.scalar(
+                select(ChatUserRow.user_id).where(ChatUserRow.stream_id == sid).limit(1)
+            )
+            batch.owners[sid] = owner_id
         user_id = message.user.id
         is_owner = owner_id is not None and owner_id == user_id
-        is_mod = is_owner or (
-            bool(user_id) and await session.get(ModRow, (channel.stream_id, user_id)) is not None
+        is_mod = is_owner
+        if not is_mod and user_id:
+            known = batch.mods.get((sid, user_id))
+            if known is None:
+                known = await session.get(ModRow, (sid, user_id)) is not None
+                batch.mods[(sid, user_id)] = known
+            is_mod = known
+        return _Context(
+            session, channel, message, self.clock_ms(), owner_id, is_owner, is_mod, batch
         )
-        return _Context(session, channel, message, self.clock_ms(), owner_id, is_owner, is_mod)
 
     # --- messages --------------------------------------------------------------------
 
@@ -228,13 +266,7 @@ class ChatPipeline:
                 "rate_limited",
                 f"at most {ratelimit.describe(burst, per_s)}; wait {verdict.retry_after_s:.1f} s",
             )
-        words = frozenset(
-            (
-                await session.scalars(
-                    select(BannedWordRow.word).where(BannedWordRow.stream_id == channel.stream_id)
-                )
-            ).all()
-        )
+        words = await _banned_words(ctx)
         if banned_word_in(message.text, words) is not None:
             return ctx.reject(
                 "banned_word", "the message contains a word this channel does not allow"
@@ -257,9 +289,7 @@ class ChatPipeline:
         state.last_message_ms = now
         channel.last_offset += 1
         offset = channel.last_offset
-        name = await session.scalar(
-            select(ChatUserRow.username).where(ChatUserRow.user_id == user_id)
-        )
+        name = await _username(ctx, user_id)
         user = ChatUser(id=user_id, name=name or message.user.name or f"user-{user_id[-6:]}")
         counts = effects_in(message.text)
         effects = sorted(counts)
@@ -366,6 +396,7 @@ class ChatPipeline:
                 if target_is_mod and not ctx.is_owner:
                     return ctx.reject("not_allowed", "only the streamer can ban a moderator")
         through = await self._apply(ctx, command, target_id)
+        ctx.batch.forget(ctx.channel.stream_id)
         m = ctx.message
         return [
             ChatModeration(
@@ -460,6 +491,26 @@ def _links_allowed(policy: str, is_mod: bool) -> bool:
     if policy == "none":
         return False
     return is_mod
+
+
+async def _banned_words(ctx: _Context) -> frozenset[str]:
+    sid = ctx.channel.stream_id
+    words = ctx.batch.words.get(sid)
+    if words is None:
+        rows = await ctx.session.scalars(
+            select(BannedWordRow.word).where(BannedWordRow.stream_id == sid)
+        )
+        words = ctx.batch.words[sid] = frozenset(rows.all())
+    return words
+
+
+async def _username(ctx: _Context, user_id: str) -> str | None:
+    names = ctx.batch.names
+    if user_id not in names:
+        names[user_id] = await ctx.session.scalar(
+            select(ChatUserRow.username).where(ChatUserRow.user_id == user_id)
+        )
+    return names[user_id]
 
 
 async def _ban_of(

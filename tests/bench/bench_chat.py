@@ -7,20 +7,24 @@
 load generator (``tests/bench/chat/loadgen.mjs``, Node, forked workers) drives all
 three: the Centrifugo client protocol (JSON) for VideoPick and Centrifugo, plain JSON
 frames for ``ws``. Each message carries its send time; the table gives deliveries per
-second received inside the window and the p50/p99 delivery latency.
+second received inside the window and the p50/p99 delivery latency; for VideoPick
+also "decided p50", send → the chat worker's decision (the rest is the fan-out).
 
 - VideoPick: ``VIDEOPICK_TEST_BENCH_CHAT_GATEWAYS`` (default 2) ``python -m gateway``
   processes, each on its own port, the sockets spread over them round-robin (as the
   proxy in front spreads them in production); a chat worker decides every message
-  (JetStream → moderation → SQLite → ``chat.accepted``), so the latency is end to end.
+  (JetStream → moderation → PostgreSQL → ``chat.accepted``), so the latency is end to
+  end (``DB=sqlite`` for the embedded default).
 - Centrifugo v6.9.1 (built by ``scripts/install-go-tool.sh``), memory engine, a JSON
   config: anonymous connect, subscribe and publish in the ``chat`` namespace, history
   50 (as ours keeps).
 - ``ws`` 8 (``tests/bench/chat/ws_server.mjs``): broadcast to every subscriber.
 
 Knobs (``VIDEOPICK_TEST_BENCH_CHAT_*``): ``SOCKETS``, ``RATES`` (comma list),
-``SECONDS``, ``GATEWAYS``, ``LOADGEN_WORKERS``, ``STRICT=1`` (fail unless the goal is
-met: at 100 msg/s, delivered ≥ Centrifugo's and p99 ≤ 150 ms).
+``SECONDS``, ``GATEWAYS``, ``LOADGEN_WORKERS``, ``SERVERS`` (a subset, e.g.
+``videopick,centrifugo``), ``DB`` (``postgresql`` or ``sqlite``), ``STRICT=1`` (fail
+unless the goal is met: at 50 msg/s to 2,000 sockets = 100k deliveries/s offered,
+delivered ≥ Centrifugo's and p99 ≤ 150 ms).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ LOADGEN_WORKERS = int(_env("LOADGEN_WORKERS", "2"))
 STRICT = _env("STRICT", "") == "1"
 # A subset while developing, e.g. "videopick"; the table needs centrifugo for ratios.
 SERVERS = set(_env("SERVERS", "ws,centrifugo,videopick").split(","))
-GOAL_RATE = 100
+GOAL_RATE = 50  # to 2,000 sockets: the issue's 100k deliveries/s offered
 GOAL_P99_MS = 150.0
 READY_TIMEOUT_S = 60.0
 
@@ -196,7 +200,7 @@ def print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> None:
     by_rate = {rate: r for name, rate, r in rows if name.startswith("centrifugo")}
     header = (
         f"{'server':<24}{'msg/s':>6}{'offered/s':>11}{'delivered/s':>13}{'p50 ms':>9}"
-        f"{'p99 ms':>9}{'loss':>7}{'vs centrifugo':>15}{'loadgen cpu':>13}"
+        f"{'p99 ms':>9}{'loss':>7}{'vs centrifugo':>15}{'loadgen cpu':>13}{'decided p50':>13}"
     )
     print(f"\nchat fan-out: {SOCKETS} sockets, one room, {SECONDS:g} s per rate\n{header}")
     print("-" * len(header))
@@ -209,13 +213,14 @@ def print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> None:
             f"{name:<24}{rate:>6}{r['offered_per_s']:>11,}{r['delivered_per_s']:>13,.0f}"
             f"{_fmt(r['p50_ms']):>9}{_fmt(r['p99_ms']):>9}"
             f"{'-' if loss is None else f'{loss:.1%}':>7}{_fmt(ratio, 2):>15}{cpu:>13}"
+            f"{_fmt(r.get('decided_p50_ms')):>13}"
         )
 
 
-# SQLite: the embedded default, and the lightest on a shared machine.
-@pytest.mark.parametrize(
-    "database_url", [os.environ.get("VIDEOPICK_TEST_BENCH_CHAT_DB", "sqlite")], indirect=True
-)
+# PostgreSQL, the production shape (the fixture's throw-away cluster). With SQLite, the
+# embedded default, every query is a thread hop (aiosqlite) and every commit an fsync:
+# on a loaded 2-core machine the decisions alone took ~300 ms at p50.
+@pytest.mark.parametrize("database_url", [_env("DB", "postgresql")], indirect=True)
 async def test_chat_fanout_against_centrifugo_and_ws(
     settings: Settings, database_url: str, event_streams: JetStreamContext, tmp_path: Path
 ) -> None:
@@ -254,7 +259,7 @@ async def test_chat_fanout_against_centrifugo_and_ws(
         assert result["connected"] == SOCKETS, (name, result["failures"])
         assert result["delivered_per_s"] > 0, name
     if STRICT:
-        assert SERVERS == {"ws", "centrifugo", "videopick"}
+        assert {"ws", "centrifugo", "videopick"} == SERVERS
         peer = next(r for n, rate, r in rows if n.startswith("centrifugo") and rate == GOAL_RATE)
         mine = next(r for n, rate, r in rows if n == ours and rate == GOAL_RATE)
         assert mine["delivered_per_s"] >= peer["delivered_per_s"]
