@@ -18,6 +18,7 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 compgen -G "/usr/lib/nginx/modules/ngx_rtmp_module.so" >/dev/null || missing+=(libnginx-mod-rtmp)
 # The stream module: infra/'s edge proxies RTMP (tests/cluster checks its config).
 compgen -G "/usr/lib/nginx/modules/ngx_stream_module.so" >/dev/null || missing+=(libnginx-mod-stream)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # the edge's test certificate
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "system-deps: all present" >&2

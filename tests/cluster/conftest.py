@@ -1,6 +1,6 @@
 """The production shape for fault tests: ``common.cluster`` plus the supervisor.
 
-One cluster per test session (it takes ~30 s to start on 2 cores): three clustered
+One cluster for the tests in this folder (it takes ~30 s to start on 2 cores): three clustered
 nats-servers, PostgreSQL, MinIO, and 2x gateway / chat / uploader / transcoder /
 ingest, exactly what ``videopick cluster`` runs. The supervisor runs as a task in
 the session's event loop so a test can kill -9 a child by pid and decide whether it
@@ -135,7 +135,8 @@ class Cluster:
         return all(any(n == f"videopick-{c.component}" for n in names) for c in running)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the cluster's dozen processes stop before the rest of the suite runs.
+@pytest.fixture(scope="package")
 async def cluster() -> AsyncIterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="vp-cluster-"))
     servers = LocalCluster(root, minio=minio_binary(), extra_env=CLUSTER_ENV)
