@@ -17,9 +17,10 @@ export function drawSpark(svg, values) {
   if (!svg) return;
   const [width, height] = [120, 32];
   const max = Math.max(1, ...values);
-  const step = values.length > 1 ? width / (MAX_POINTS - 1) : 0;
-  const offset = width - step * (values.length - 1);
-  const points = values.map((v, i) => `${(offset + i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`);
+  // The points collected so far span the whole width (up to MAX_POINTS of them).
+  const step = width / Math.max(values.length - 1, 1);
+  const y = (v) => (height - 2 - (v / max) * (height - 4)).toFixed(1);
+  const points = values.map((v, i) => `${(i * step).toFixed(1)},${y(v)}`);
   let line = svg.querySelector('polyline');
   if (!line) {
     line = document.createElementNS(SVG_NS, 'polyline');
