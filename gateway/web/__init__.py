@@ -6,8 +6,10 @@ on the way out; whatever the browser adds later (chat lines, API data) is writte
 ``textContent``. No inline script or style anywhere: the CSP forbids them
 (``gateway/security.py``), so each page loads its module from ``/static/js/``.
 
-Modules: ``templating`` (the Jinja environment), ``pages`` (the HTML routes),
-``mine`` (the caller's videos in every state, for the studio), ``assets`` (``/static``).
+Modules: ``routes`` (the router gateway/app.py mounts), ``templating`` (the Jinja
+environment), ``pages`` (the HTML routes), ``mine`` (the caller's videos in every
+state, for the studio), ``assets`` (``/static``, with the npm libraries the Makefile
+copies into ``static/vendor/``).
 """
 
 from __future__ import annotations
