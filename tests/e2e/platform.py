@@ -43,6 +43,14 @@ class Platform:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def logs_tail(self, lines: int = 30) -> str:
+        """The supervisor's log and the end of each component's: for failure messages."""
+        parts = [f"== up.log\n{self.log()}"]
+        for path in sorted((self.log_path.parent / "data" / "logs").glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"== {path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
 
 @contextlib.contextmanager
 def running_platform(folder: Path) -> Iterator[Platform]:

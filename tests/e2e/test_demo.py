@@ -51,12 +51,19 @@ def _demo(args: list[str], folder: Path) -> tuple[subprocess.Popen[bytes], Path,
 
 
 def _until(
-    what: str, deadline: float, probe: Callable[[], T | None], context: Callable[[], str]
+    what: str,
+    deadline: float,
+    probe: Callable[[], T | None],
+    context: Callable[[], str],
+    demo: subprocess.Popen[bytes] | None = None,
 ) -> T:
+    """Poll ``probe`` until it gives a value; fail at ``deadline`` or if ``demo`` exits."""
     while True:
+        exited = demo is not None and demo.poll() is not None
         value = probe()
         if value is not None:
             return value
+        assert not exited, f"the demo exited before {what}\n{context()}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}\n{context()}"
         time.sleep(0.5)
 
@@ -131,7 +138,7 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
     demo, out, err = _demo(args, tmp_path)
 
     def context() -> str:
-        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.log()}"
+        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.logs_tail()}"
 
     try:
         with httpx.Client(base_url=platform.url, timeout=30) as http:
@@ -141,6 +148,7 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
                 live_deadline,
                 lambda: (m := re.search(r"/watch/(\S+)", out.read_text())) and m.group(1),
                 context,
+                demo,
             )
             # The catalog lists the channel as live while the demo publishes.
             live = http.get("/api/v2/streams/live").json()
@@ -152,7 +160,11 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
 
             # The LL-HLS playlist lists parts, and what they hold decodes.
             media = _until(
-                "a whole live segment", live_deadline, lambda: _live_media(http, stream_id), context
+                "a whole live segment",
+                live_deadline,
+                lambda: _live_media(http, stream_id),
+                context,
+                demo,
             )
             video_frames, audio_frames = _decode(media)
             assert video_frames == 30  # one 1 s GOP at 30 fps
@@ -164,6 +176,7 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
                 started + VIDEO_DEADLINE_S,
                 lambda: (m := re.search(r"/v/(\S+)", out.read_text())) and m.group(1),
                 context,
+                demo,
             )
             assert "VIDEO  " in out.read_text(), context()  # ready, not "processing"
             rendition, body = _vod_media(http, video_id)
@@ -197,7 +210,7 @@ def test_ctrl_c_stops_the_live_cleanly(platform: Platform, tmp_path: Path) -> No
     demo, out, err = _demo(args, tmp_path)
 
     def context() -> str:
-        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.log()}"
+        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.logs_tail()}"
 
     try:
         with httpx.Client(base_url=platform.url, timeout=30) as http:
@@ -206,6 +219,7 @@ def test_ctrl_c_stops_the_live_cleanly(platform: Platform, tmp_path: Path) -> No
                 started + LIVE_DEADLINE_S,
                 lambda: (m := re.search(r"/watch/(\S+)", out.read_text())) and m.group(1),
                 context,
+                demo,
             )
             demo.send_signal(signal.SIGINT)
             assert demo.wait(EXIT_GRACE_S) == 0, context()
