@@ -84,6 +84,8 @@ class StreamRecorded(Event, frozen=True, tag="stream.recorded"):
     byte_size: int
     title: str = ""
     description: str = ""  # the broadcast's, as set by POST /api/v2/streams/start
+    # An HLS VOD playlist of the broadcast's own segments (playable at once; no re-encode).
+    playlist_key: str = ""
 
 
 class StreamThumbnail(Event, frozen=True, tag="stream.thumbnail"):

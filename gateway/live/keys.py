@@ -14,7 +14,11 @@ from typing import Final
 
 ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 # Only these names are ever served: no path tricks reach the store (RELIABILITY.md).
-MEDIA_NAME: Final = re.compile(r"^(?:init\.mp4|seg(\d{1,9})\.m4s|part(\d{1,9})\.(\d{1,4})\.m4s)$")
+MEDIA_NAME: Final = re.compile(
+    r"^(?:init\.mp4|seg(\d{1,9})\.m4s|part(\d{1,9})\.(\d{1,4})\.m4s|recording\.m3u8)$"
+)
+# The ended broadcast's VOD playlist, written once by ingest next to its segments.
+RECORDING_PLAYLIST: Final = "recording.m3u8"
 KEY_PREFIX: Final = "live/"
 
 

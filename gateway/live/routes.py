@@ -7,7 +7,8 @@ player both accept; ``video/iso.segment`` is registered for .m4s but buys nothin
 Caching: a plain playlist request is ``no-cache`` (it changes every part). The answer
 to a blocking request may be cached briefly — any later answer is at least as new, so
 a CDN may collapse the same ``_HLS_msn``/``_HLS_part`` requests into one. Media objects
-are immutable (the session id is in the URI): one year, ``immutable``. The live
+are immutable (the session id is in the URI): one year, ``immutable`` — so is a
+broadcast's ``recording.m3u8``, written once when it ends. The live
 thumbnail is the stream's current picture, replaced every few seconds: read past the
 media cache, cached by clients for :data:`THUMBNAIL_MAX_AGE_S`.
 """
@@ -183,7 +184,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 @get(
     "/{stream_id:str}/{session_id:str}/{name:str}",
-    summary="Init segment, segment or part of a live stream",
+    summary="Init segment, segment or part of a live stream; an ended one's VOD playlist",
     media_type=MEDIA_TYPE,
 )
 async def live_media(
@@ -204,12 +205,13 @@ async def live_media(
     except StoreError as exc:
         raise UnavailableError("the media store is unavailable; try again") from exc
     headers = {"Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
+    media_type = PLAYLIST_TYPE if name == keys.RECORDING_PLAYLIST else MEDIA_TYPE
     selected = _byte_range(request.headers.get("range"), len(data))
     if selected is None:
-        return Response(data, media_type=MEDIA_TYPE, headers=headers)
+        return Response(data, media_type=media_type, headers=headers)
     first, last = selected
     headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
-    return Response(data[first : last + 1], media_type=MEDIA_TYPE, headers=headers, status_code=206)
+    return Response(data[first : last + 1], media_type=media_type, headers=headers, status_code=206)
 
 
 live_router = Router(

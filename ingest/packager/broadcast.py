@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from events.catalog import StreamStarted
+from ingest.packager.recording import StoredSegment
 from ingest.packager.retention import PartRetention
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Broadcast:
     started_event: StreamStarted | None = None  # init stored, event not yet acked
     started: bool = False
     stored_segments: int = 0
+    segments: list[StoredSegment] = field(default_factory=list)  # for the VOD playlist
     duration_s: float = 0.0  # media time so far (from the newest finished connection)
     last_reason: str = ""
     connections: list[SessionSink] = field(default_factory=list)

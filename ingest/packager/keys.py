@@ -3,6 +3,7 @@
     live/{stream_id}/{session_id}/init.mp4             EXT-X-MAP
     live/{stream_id}/{session_id}/seg{N}.m4s           segment N (its parts, concatenated)
     live/{stream_id}/{session_id}/part{N}.{I}.m4s      part I of segment N
+    live/{stream_id}/{session_id}/recording.m3u8       VOD playlist of the ended broadcast
     recordings/{stream_id}/{session_id}.mp4            the whole broadcast (init + segments)
     live/{stream_id}/thumbnail.jpg                     the latest live thumbnail (overwritten)
 
@@ -43,6 +44,10 @@ def part_key(stream_id: str, session_id: str, sequence: int, index: int) -> str:
     return session_prefix(stream_id, session_id) + f"part{sequence}.{index}.m4s"
 
 
+def recording_playlist_key(stream_id: str, session_id: str) -> str:
+    return session_prefix(stream_id, session_id) + "recording.m3u8"
+
+
 def thumbnail_key(stream_id: str) -> str:
     return f"live/{check_id('stream_id', stream_id)}/thumbnail.jpg"
 
@@ -55,3 +60,4 @@ def recording_key(stream_id: str, session_id: str) -> str:
 
 
 SEGMENT_NAME = re.compile(r"^seg(\d+)\.m4s$")
+SEGMENT_URI = "seg{}.m4s"  # relative to the session's prefix

@@ -32,7 +32,7 @@ from events.catalog import StreamEnded, StreamRecorded
 from ingest.packager import keys
 from ingest.packager.broadcast import RESUMABLE, Broadcast, ended_reason
 from ingest.packager.packager import Finished, PackagerConfig
-from ingest.packager.recording import build_recording, recording_video_id
+from ingest.packager.recording import build_recording, recording_video_id, vod_playlist
 from ingest.packager.retention import PartRetention
 from ingest.packager.session import PartObserver, Publisher, SessionSink
 from ingest.packager.thumbnail import ThumbnailRenderer
@@ -237,6 +237,15 @@ class LivePackaging:
         if built is None:
             return
         key, size, segments = built
+        playlist_key = keys.recording_playlist_key(stream_id, session_id)
+        playlist = vod_playlist(broadcast.segments, self.config.target_duration_s)
+        try:
+            await self.store.put(
+                playlist_key, playlist.encode(), content_type="application/vnd.apple.mpegurl"
+            )
+        except (StoreError, OSError) as exc:  # the single-file recording still stands
+            log.error("recording playlist not stored", stream_id=stream_id, error=f"{exc!r}")
+            playlist_key = ""
         title, description = await self._describe(stream_id)
         log.info(
             "recording stored",
@@ -256,6 +265,7 @@ class LivePackaging:
                 byte_size=size,
                 title=title,
                 description=description,
+                playlist_key=playlist_key,
             )
         )
 

@@ -1,4 +1,5 @@
-"""A finished broadcast as one object: the init segment and every stored segment, joined.
+"""A finished broadcast as one object: the init segment and every stored segment, joined;
+and as a VOD playlist of those segments (:func:`vod_playlist`), playable at once.
 
 The result is a fragmented MP4 (ISO/IEC 14496-12 §8.8: ``moov`` with ``mvex``, then
 ``moof``+``mdat`` pairs) that PyAV, FFmpeg and browsers play as a file, with no
@@ -12,14 +13,49 @@ session, so doing it twice yields the same object and the same video.
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from common.store import ObjectStore
 from ingest.packager import keys
 
 # uuid5 namespace for recording video ids (a fixed random UUID, never change it).
 _VIDEO_NAMESPACE = uuid.UUID("6b3f0f0e-5f0a-4a53-9d3c-1f0c9c7e2b41")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSegment:
+    sequence: int
+    duration_s: float
+    discontinuity: bool  # the first after a publisher's reconnect
+
+
+def vod_playlist(segments: Sequence[StoredSegment], target_duration_s: int) -> str:
+    """An HLS VOD playlist (RFC 8216bis §4.4.3.5 PLAYLIST-TYPE VOD) of the broadcast's
+    segments, next to them in the store (URIs are relative). A reconnect, or a segment
+    that never reached the store, is an EXT-X-DISCONTINUITY (§4.4.4.3)."""
+    ordered = sorted(segments, key=lambda s: s.sequence)
+    longest = max((round(s.duration_s) for s in ordered), default=1)
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",  # fMP4 with EXT-X-MAP (§8)
+        f"#EXT-X-TARGETDURATION:{max(target_duration_s, longest, 1)}",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        f"#EXT-X-MEDIA-SEQUENCE:{ordered[0].sequence if ordered else 0}",
+        '#EXT-X-MAP:URI="init.mp4"',
+    ]
+    previous: int | None = None
+    for segment in ordered:
+        missing = previous is not None and segment.sequence != previous + 1
+        if segment.discontinuity or missing:
+            lines.append("#EXT-X-DISCONTINUITY")
+        duration = f"{math.floor(segment.duration_s * 1e5 + 0.5) / 1e5:.5f}"
+        lines += [f"#EXTINF:{duration},", keys.SEGMENT_URI.format(segment.sequence)]
+        previous = segment.sequence
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
 
 
 def recording_video_id(stream_id: str, session_id: str) -> str:

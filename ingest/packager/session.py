@@ -59,6 +59,7 @@ from ingest.packager.packager import (
     VideoConfig,
     VideoFrame,
 )
+from ingest.packager.recording import StoredSegment
 from ingest.packager.thumbnail import ThumbnailError
 
 if TYPE_CHECKING:
@@ -391,6 +392,9 @@ class SessionSink:
         ):
             return
         broadcast.stored_segments += 1
+        broadcast.segments.append(
+            StoredSegment(segment.sequence, segment.duration_s, segment.discontinuity)
+        )
         await self.publish(
             StreamSegment(
                 stream_id=self.stream_id,

@@ -86,3 +86,22 @@ async def check_media(checked: Checked, init_uri: str, fetch: Fetch) -> int:
             assert count > seen, uri
             seen = count
     return frames
+
+
+def check_recording_playlist(text: str) -> Checked:
+    """A broadcast's VOD playlist: strict parse, VOD, ENDLIST, EXTINF ≤ TARGETDURATION."""
+    playlist = m3u8.M3U8(text, strict=True)
+    assert playlist.playlist_type == "vod"
+    assert playlist.is_endlist
+    assert playlist.target_duration is not None
+    assert playlist.segment_map[0].uri == "init.mp4"
+    for segment in playlist.segments:
+        assert round(segment.duration) <= playlist.target_duration, segment.uri
+        assert not segment.parts
+    return Checked(
+        playlist=playlist,
+        segment_uris=[s.uri for s in playlist.segments],
+        part_uris=[],
+        segments_s=sum(s.duration for s in playlist.segments),
+        discontinuities=sum(1 for s in playlist.segments if s.discontinuity),
+    )

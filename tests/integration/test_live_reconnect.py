@@ -60,7 +60,12 @@ from ingest.keys import KeyStore, PublisherLeases
 from ingest.packager import LivePackaging, create_packaging
 from ingest.rtmp.server import Timeouts
 from ingest.server import IngestConfig, IngestServer
-from tests.integration.llhls_checks import check_media, check_playlist, decoded_video_frames
+from tests.integration.llhls_checks import (
+    check_media,
+    check_playlist,
+    check_recording_playlist,
+    decoded_video_frames,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -302,6 +307,20 @@ async def test_a_dropped_publisher_that_returns_continues_the_broadcast(
         assert after.discontinuities == 1
         assert after.segments_s == pytest.approx(ended[0].duration_s, abs=FRAME_S)
         frames = await check_media(after, after.playlist.segment_map[0].uri, fetch_after)
+
+        # The recording as HLS VOD, playable at once: the same segments, every one of them.
+        assert recorded[0].playlist_key == f"live/{stream_id}/{broadcast_id}/recording.m3u8"
+        response = await http.get(f"/live/{stream_id}/{broadcast_id}/recording.m3u8")
+        assert response.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+        vod = check_recording_playlist(response.text)
+        assert vod.discontinuities == 1
+        assert len(vod.segment_uris) == len(segments)
+        assert vod.segments_s == pytest.approx(recorded[0].duration_s, abs=FRAME_S)
+
+        async def fetch_vod(uri: str) -> bytes:
+            return await fetch_after(f"{broadcast_id}/{uri}")
+
+        assert await check_media(vod, "init.mp4", fetch_vod) == frames
 
     # The recording: both halves, one file, one video with the broadcast's metadata.
     data = await live.packaging.store.read(recorded[0].object_key)

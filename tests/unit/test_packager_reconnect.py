@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import av
+import m3u8
 import pytest
 from PIL import Image
 
@@ -33,6 +34,7 @@ from events.envelope import Event
 from gateway.live.playlist import render
 from gateway.live.state import LiveState
 from ingest.packager import LivePackaging, PackagerConfig, flvfile, keys
+from ingest.packager.recording import StoredSegment, vod_playlist
 from ingest.packager.retention import PartRetention
 from ingest.packager.testmedia import make_flv
 from ingest.packager.thumbnail import ThumbnailError, render_keyframe
@@ -239,3 +241,19 @@ async def test_a_stop_request_ends_a_lingering_broadcast(store: LocalStore, medi
     assert later.broadcast_id == "conn2"
     later.close("publisher_left")
     await packaging.aclose()
+
+
+def test_the_recording_playlist_marks_reconnects_and_holes() -> None:
+    segments = [
+        StoredSegment(0, 1.0, False),
+        StoredSegment(1, 1.00133, False),
+        StoredSegment(2, 0.5, True),  # the publisher came back
+        StoredSegment(4, 1.0, False),  # seg3 never reached the store
+    ]
+    playlist = m3u8.M3U8(vod_playlist(segments, target_duration_s=2), strict=True)
+    assert playlist.playlist_type == "vod"
+    assert playlist.is_endlist
+    assert playlist.target_duration == 2
+    assert [s.uri for s in playlist.segments] == ["seg0.m4s", "seg1.m4s", "seg2.m4s", "seg4.m4s"]
+    assert [s.discontinuity for s in playlist.segments] == [False, False, True, True]
+    assert sum(s.duration for s in playlist.segments) == pytest.approx(3.50133)
