@@ -227,6 +227,12 @@ def test_go_live_watch_and_chat(
         studio.click("#reveal-key")  # hide the key again before the picture is taken
         screenshot(studio, "studio-live")
 
+        # Moderation is typed in the chat: the streamer's /clear empties every viewer's log.
+        watch.fill("#chat-input", "/clear")
+        watch.press("#chat-input", "Enter")
+        viewer.locator("#chat-log li.system").filter(has_text="cleared").wait_for()
+        assert viewer.locator("#chat-log li.message").count() == 0
+
         for page, watcher in (
             (watch, streamer_watch),
             (viewer, viewer_watch),
