@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingest.rtmp_publisher import RTMPPublisher, RTMPTarget
@@ -35,23 +34,19 @@ async def publish_synthetic(
     config: SourceConfig | None = None,
     stop: asyncio.Event | None = None,
     duration_s: float | None = None,
-    on_live: Callable[[], None] | None = None,
-    report: LiveReport | None = None,
 ) -> LiveReport:
     """Publish to ``url`` until ``stop`` is set or ``duration_s`` of media has gone out.
 
     Raises :class:`~ingest.rtmp_publisher.PublisherError` (refused key, unreachable
-    server, the server hanging up). ``on_live`` is called once publishing is accepted.
+    server, the server hanging up).
     """
     cfg = config or SourceConfig()
     stop = stop or asyncio.Event()
-    report = report or LiveReport()
+    report = LiveReport()
     encoder = await asyncio.to_thread(LiveEncoder, cfg)
     publisher = RTMPPublisher(RTMPTarget.parse(url))
     try:
         await publisher.connect()
-        if on_live is not None:
-            on_live()
         publisher.send_metadata(
             {
                 "width": float(cfg.width),
