@@ -50,6 +50,7 @@ from gateway.live import live_lifespan
 from gateway.live import routers as live_routers
 from gateway.live.viewers import viewers_lifespan
 from gateway.metrics import ObservabilityMiddleware, mark_process_dead, metrics_endpoint
+from gateway.ops_metrics import ops_metrics_lifespan
 from gateway.projections import projections_lifespan
 from gateway.security import CORSMiddleware, allowed_origins, security_headers_hook
 from gateway.services import Services, provide_services
@@ -88,6 +89,7 @@ LIFESPAN_HOOKS: list[LifespanHook] = [
     vod_lifespan,
     uploads_lifespan,
     chat_lifespan,
+    ops_metrics_lifespan,
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from pathlib import Path
@@ -102,6 +103,11 @@ async def test_gateway_killed_clients_move_to_the_other(cluster: Cluster, tmp_pa
                 assert positions[-1] > positions[0], positions
                 direct_ok = await direct.get(playlist)
                 assert direct_ok.status_code == 200
+                # The operator dashboard's numbers, from the survivor's /metrics.
+                metrics = (await direct.get("/metrics")).text
+                assert _sample(metrics, "videopick_live_streams") >= 1
+                assert _sample(metrics, "videopick_live_viewers") >= 1
+                assert _sample(metrics, "videopick_chat_deliveries_total") >= BURST
             finally:
                 cluster.revive("gateway-0")
                 for listener in [*listeners, *([publisher] if publisher else [])]:
@@ -129,3 +135,9 @@ async def _watch(http: httpx.AsyncClient, playlist: str) -> tuple[list[int], lis
                 positions.append(live_position(response.text))
         await asyncio.sleep(0.5)
     return statuses, positions
+
+
+def _sample(exposition: str, name: str) -> float:
+    match = re.search(rf"^{name} ([0-9.e+]+)$", exposition, re.M)
+    assert match, f"{name} missing from /metrics"
+    return float(match.group(1))
