@@ -12,9 +12,9 @@ also "decided p50", send → the chat worker's decision (the rest is the fan-out
 
 - VideoPick: ``VIDEOPICK_TEST_BENCH_CHAT_GATEWAYS`` (default 2) ``python -m gateway``
   processes, each on its own port, the sockets spread over them round-robin (as the
-  proxy in front spreads them in production); a chat worker decides every message
-  (JetStream → moderation → PostgreSQL → ``chat.accepted``), so the latency is end to
-  end (``DB=sqlite`` for the embedded default).
+  proxy in front spreads them in production); a chat worker (``python -m chat``)
+  decides every message (JetStream → moderation → PostgreSQL → ``chat.accepted``), so
+  the latency is end to end (``DB=sqlite`` for the embedded default).
 - Centrifugo v6.9.1 (built by ``scripts/install-go-tool.sh``), memory engine, a JSON
   config: anonymous connect, subscribe and publish in the ``chat`` namespace, history
   50 (as ours keeps).
@@ -35,6 +35,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -43,11 +44,14 @@ from typing import Any
 import httpx
 import pytest
 from nats.js import JetStreamContext
+from sqlalchemy import select
 
+from chat.models import ChatUserRow
+from common.db import create_engine, session_factory
 from common.nats_server import free_port
 from common.settings import Settings
-from tests.fixtures.gateway import REPO_ROOT, gateway_process
-from tests.integration.chat_stack import chat_knows, chat_settings, register, start_worker
+from tests.fixtures.gateway import REPO_ROOT, gateway_env, gateway_process
+from tests.integration.chat_stack import Account, chat_settings, register, wait_for
 
 pytestmark = pytest.mark.bench
 
@@ -158,6 +162,8 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
         "sockets": SOCKETS,
         "seconds": SECONDS,
         "workers": LOADGEN_WORKERS,
+        # Several publishers: ours lets one connection wait for 8 decisions at most.
+        "publishers": 16,
         **config,
     }
     process = await asyncio.create_subprocess_exec(
@@ -173,6 +179,47 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@contextlib.contextmanager
+def chat_worker_process(settings: Settings, log: Path) -> Iterator[None]:
+    """``python -m chat``, as ``videopick up`` runs it, without the rate limit."""
+    env = gateway_env(
+        settings,
+        0,
+        {"VIDEOPICK_CHAT_RATE_BURST": "1000000", "VIDEOPICK_CHAT_RATE_PER_S": "1000000"},
+    )
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chat"], cwd=REPO_ROOT, env=env, stdout=out, stderr=out
+        )
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def chat_knows(database_url: str, account: Account) -> None:
+    """Until the chat worker has consumed the account's ``user.registered``."""
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+
+    async def known() -> bool:
+        async with sessions() as session:
+            found = await session.scalar(
+                select(ChatUserRow.user_id).where(ChatUserRow.user_id == account.id)
+            )
+        return found is not None
+
+    try:
+        await wait_for(known, "the chat worker to learn the streamer", deadline_s=60)
+    finally:
+        await engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def videopick(
     settings: Settings, database_url: str, tmp_path: Path
@@ -180,14 +227,14 @@ async def videopick(
     """Gateways + a chat worker; (WebSocket URLs, a publisher's token, the channel)."""
     config = chat_settings(settings, database_url)
     async with contextlib.AsyncExitStack() as stack:
-        worker = await stack.enter_async_context(start_worker(config))
+        stack.enter_context(chat_worker_process(config, tmp_path / "chat.log"))
         urls = [
             stack.enter_context(gateway_process(config, tmp_path / f"gateway{n}.log"))
             for n in range(GATEWAYS)
         ]
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=urls[0]))
         account = await register(http, "benchstreamer")
-        await chat_knows(worker, account)
+        await chat_knows(config.resolved_database_url, account)
         ws_urls = [u.replace("http://", "ws://") + "/connection/websocket" for u in urls]
         yield ws_urls, account.token, f"chat:{account.stream_id}"
 
@@ -245,8 +292,7 @@ async def test_chat_fanout_against_centrifugo_and_ws(
                         "urls": [f"ws://127.0.0.1:{cf_port}/connection/websocket"],
                     },
                 ),
-                # Several publishers: each keeps at most 8 publishes waiting for a decision.
-                (ours, {"mode": "centrifugo", "urls": urls, "token": token, "publishers": 8}),
+                (ours, {"mode": "centrifugo", "urls": urls, "token": token}),
             ]
             servers = [s for s in servers if s[0].split()[0] in SERVERS]
             for rate in RATES:
