@@ -21,6 +21,9 @@ One ingest process is one core (one GIL); ``VIDEOPICK_BENCH_CAPACITY_INGESTS`` (
 the number of cores) ingest processes share the RTMP port with SO_REUSEPORT
 (``VIDEOPICK_RTMP_REUSE_PORT``) and the kernel spreads the publishers.
 
+``VIDEOPICK_BENCH_CAPACITY_STORE=/dev/shm`` puts the folder store on tmpfs (takes the
+disk's fsync latency out; the default is the test's data folder on disk), and
+``VIDEOPICK_BENCH_CAPACITY_THUMBNAILS=0`` turns live thumbnails off.
 ``VIDEOPICK_BENCH_PROFILE=DIR`` records py-spy profiles of the ingest process (collapsed
 stacks, one file per step) into DIR.
 
@@ -42,6 +45,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -81,6 +85,9 @@ SETTLE_S = 3.0  # after the last start: start-up (init, stream.started, thumbnai
 DRAIN_S = 3.0
 # Ingest processes sharing the RTMP port (SO_REUSEPORT): one per core by default.
 INGESTS = int(os.environ.get("VIDEOPICK_BENCH_CAPACITY_INGESTS", str(os.cpu_count() or 1)))
+# The folder store on another file system (e.g. /dev/shm: no disk, no fsync stalls).
+STORE_DIR = os.environ.get("VIDEOPICK_BENCH_CAPACITY_STORE", "")
+THUMBNAILS = os.environ.get("VIDEOPICK_BENCH_CAPACITY_THUMBNAILS", "1") != "0"
 PROFILE_DIR = os.environ.get("VIDEOPICK_BENCH_PROFILE", "")
 CACHE = Path.home() / ".cache" / "videopick" / "bench"
 
@@ -318,6 +325,11 @@ async def test_live_capacity(
         "VIDEOPICK_LIVE_RECORD": "false",
         "VIDEOPICK_RTMP_REUSE_PORT": "true",
     }
+    store = Path(tempfile.mkdtemp(dir=STORE_DIR)) if STORE_DIR else None
+    if store is not None:
+        extra["VIDEOPICK_STORE_PATH"] = str(store)
+    if not THUMBNAILS:
+        extra["VIDEOPICK_LIVE_THUMBNAIL_INTERVAL_S"] = "0"
     steps: list[Step] = []
     port = free_port()
     try:
@@ -335,7 +347,7 @@ async def test_live_capacity(
                     break
     finally:
         with contextlib.suppress(OSError):
-            shutil.rmtree(gateway_settings.resolved_store_path)
+            shutil.rmtree(store or gateway_settings.resolved_store_path)
 
     print(
         f"\nLive capacity: 1920x1080p30 at {MBPS:g} Mbit/s, 1 s GOP, {CLIP_S:g} s per publisher, "
