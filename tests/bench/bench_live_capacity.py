@@ -24,6 +24,11 @@ the number of cores) ingest processes share the RTMP port with SO_REUSEPORT
 ``VIDEOPICK_BENCH_CAPACITY_STORE=/dev/shm`` puts the folder store on tmpfs (takes the
 disk's fsync latency out; the default is the test's data folder on disk), and
 ``VIDEOPICK_BENCH_CAPACITY_THUMBNAILS=0`` turns live thumbnails off.
+The peer, nginx with Debian's libnginx-mod-rtmp (``hls on; hls_fragment 1s``), gets the
+same N publishers after each step; its CPU per stream is printed beside ours
+(``VIDEOPICK_BENCH_CAPACITY_PEER=0`` skips it). Its "on time" is not measured: it has no
+parts, and a 1 s fragment is late by design.
+
 ``VIDEOPICK_BENCH_PROFILE=DIR`` records py-spy profiles of the ingest process (collapsed
 stacks, one file per step) into DIR.
 
@@ -67,6 +72,7 @@ from events.publisher import EventPublisher
 from ingest.auth import hash_key
 from ingest.packager.flvfile import read_tags
 from ingest.rtmp.bench import cpu_seconds, make_clip
+from tests.bench.nginx_rtmp import NginxRtmp, nginx_rtmp
 from tests.bench.rtmp_publish import FLV_SCRIPT, FLV_VIDEO, RtmpPublisher, chunk_tags
 from tests.integration.live_stack import ingest_caught_up, ingest_process
 
@@ -87,6 +93,7 @@ DRAIN_S = 3.0
 INGESTS = int(os.environ.get("VIDEOPICK_BENCH_CAPACITY_INGESTS", str(os.cpu_count() or 1)))
 # The folder store on another file system (e.g. /dev/shm: no disk, no fsync stalls).
 STORE_DIR = os.environ.get("VIDEOPICK_BENCH_CAPACITY_STORE", "")
+PEER = os.environ.get("VIDEOPICK_BENCH_CAPACITY_PEER", "1") != "0"
 THUMBNAILS = os.environ.get("VIDEOPICK_BENCH_CAPACITY_THUMBNAILS", "1") != "0"
 PROFILE_DIR = os.environ.get("VIDEOPICK_BENCH_PROFILE", "")
 CACHE = Path.home() / ".cache" / "videopick" / "bench"
@@ -149,6 +156,7 @@ class Step:
     bench_cpu: float
     max_lag_ms: float
     late_at: Counter[int]
+    peer_cpu: float = float("nan")  # nginx-rtmp, same publishers
 
     @property
     def ratio(self) -> float:
@@ -289,6 +297,31 @@ async def run_step(
     )
 
 
+async def peer_cpu(n: int, nginx: NginxRtmp, clip: Clip) -> float:
+    """nginx-rtmp's CPU (% of one core) remuxing the same N publishers to HLS, measured
+    over the same steady-state window."""
+    connections = [
+        Connection(
+            f"peer{i}", await RtmpPublisher.open("127.0.0.1", nginx.rtmp_port, "live", f"peer{i}")
+        )
+        for i in range(n)
+    ]
+    try:
+        begin = time.monotonic() + 0.2
+        for index, conn in enumerate(connections):
+            conn.start = begin + index * STAGGER_S
+        window = connections[-1].start + SETTLE_S
+        pids = nginx.pids()
+        sampler = asyncio.create_task(_cpu_at(window, pids))
+        await replay(connections, clip)
+        ended = time.monotonic()
+        before, _ = await sampler
+        return 100 * (_cpu_of(pids) - before) / (ended - window)
+    finally:
+        for conn in connections:
+            await conn.publisher.close()
+
+
 def _cpu_of(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
@@ -340,8 +373,11 @@ async def test_live_capacity(
                 ).pid
                 for i in range(INGESTS)
             ]
+            nginx = stack.enter_context(nginx_rtmp(tmp_path / "nginx")) if PEER else None
             for index, n in enumerate(STEPS):
                 step = await run_step(n, index, port, pids, clip, key_publisher, gateway_settings)
+                if nginx is not None:
+                    step.peer_cpu = await peer_cpu(n, nginx, clip)
                 steps.append(step)
                 if step.ratio < ON_TIME_GOAL:
                     break
@@ -365,6 +401,14 @@ async def test_live_capacity(
             f"{1000 * max(s.delays, default=float('nan')):>8.1f} {s.ingest_cpu:>10.1f}% "
             f"{s.ingest_cpu / s.publishers:>10.2f}% {s.bench_cpu:>9.1f}% {s.max_lag_ms:>7.1f}ms"
         )
+    if PEER:
+        print(
+            "\nCPU per stream, same publishers (% of one core): ours vs nginx-rtmp (hls on, 1 s)"
+        )
+        print(f"{'publishers':>10} {'ours':>8} {'nginx':>8} {'ours/nginx':>11}")
+        for s in steps:
+            ours, peer = s.ingest_cpu / s.publishers, s.peer_cpu / s.publishers
+            print(f"{s.publishers:>10} {ours:>7.2f}% {peer:>7.2f}% {ours / peer:>10.1f}x")
     capacity = max((s.publishers for s in steps if s.ratio >= ON_TIME_GOAL), default=0)
     for s in steps:
         if s.max_lag_ms > 50:

@@ -64,9 +64,23 @@ http {{
 class NginxRtmp:
     rtmp_port: int
     http_url: str
+    pid: int  # the master; its worker does the work
 
     def playlist_url(self, key: str) -> str:
         return f"{self.http_url}/hls/{key}.m3u8"
+
+    def pids(self) -> list[int]:
+        """The master and its workers."""
+        found = [self.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == self.pid:
+                    found.append(int(entry.name))
+        return found
 
 
 @contextlib.contextmanager
@@ -94,6 +108,6 @@ def nginx_rtmp(prefix: Path) -> Iterator[NginxRtmp]:
     try:
         wait_for_port(rtmp_port, process, log_path)
         wait_for_port(http_port, process, log_path)
-        yield NginxRtmp(rtmp_port, f"http://127.0.0.1:{http_port}")
+        yield NginxRtmp(rtmp_port, f"http://127.0.0.1:{http_port}", process.pid)
     finally:
         stop_process(process)
