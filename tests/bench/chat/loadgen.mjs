@@ -261,7 +261,8 @@ async function runMain(config) {
     }, 2);
   });
   await new Promise((resolve) => setTimeout(resolve, config.drain * 1000));
-  const finished = waitFor(children, "result", 30_000);
+  // A saturated worker reads its backlog before this message: give it time.
+  const finished = waitFor(children, "result", 180_000);
   for (const child of children) child.send({ cmd: "finish" });
   const results = await finished;
   for (const { ws } of publishers) ws.terminate();
