@@ -80,6 +80,7 @@ WARMUP_S = 5.0
 SAMPLE_EVERY_S = 0.5
 NGINX_POLL_S = 0.01
 GOAL_PLAYER_P50_S = 1.5
+MAX_FRAME_MS = 50  # one frame at 30 fps is 33 ms
 GOAL_LISTED_P50_S = 0.1
 
 
@@ -109,7 +110,12 @@ class SendLog:
     def last_before(self, end_ts: float) -> float | None:
         """Send time of the last video frame with a timestamp before ``end_ts``."""
         index = bisect.bisect_left(self.ts, end_ts - 5)  # part ends sit on frame times
-        if index == 0 or index == len(self.ts):  # that frame, or the one after it: unknown
+        if index == 0:
+            return None
+        # Our packager closes a part on its last frame (it adds the frame duration), so
+        # the newest frame sent may be the last one: but a part ending further out than
+        # one frame past everything sent means the mapping is off.
+        if index == len(self.ts) and end_ts - self.ts[-1] > MAX_FRAME_MS:
             return None
         return self.mono[index - 1]
 

@@ -10,6 +10,9 @@
     lowLatencyMode: params.get("ll") !== "0",
     // hls.js defaults to 1 (never catches up); NOTES.md: ~1.2 keeps a player at the edge.
     maxLiveSyncPlaybackRate: 1.2,
+    // Each stall moves hls.js's target latency back by this much (default 1 s, capped at
+    // one target duration); 0.25 s keeps a player near the edge after a hiccup.
+    liveSyncOnStallIncrease: 0.25,
     backBufferLength: 10,
   });
   hls.on(Hls.Events.ERROR, (_event, data) => {
