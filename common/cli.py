@@ -87,17 +87,7 @@ def demo(
     upload: Annotated[bool, typer.Option(help="also upload a sample clip")] = True,
 ) -> None:
     """Go live with a synthetic stream and upload a sample clip, against a running platform."""
-    try:
-        from common.demo import DemoOptions, run_demo
-    except ModuleNotFoundError as exc:
-        # httpx and tuspy are development packages: the production image has neither.
-        if exc.name not in ("httpx", "tusclient", "aiohttp", "requests"):
-            raise
-        typer.secho(
-            f"error: videopick demo needs {exc.name!r}, a development package: run make install",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+    from common.demo import DemoOptions, run_demo
 
     options = DemoOptions(gateway=gateway, rtmp=rtmp, duration_s=duration, upload=upload)
     raise typer.Exit(run_demo(options))
