@@ -157,7 +157,8 @@ def centrifugo_config(port: int) -> dict[str, Any]:
 
 
 async def run_load(config: dict[str, Any]) -> dict[str, Any]:
-    """One loadgen run; its JSON verdict (last stdout line)."""
+    """One loadgen run; its JSON verdict (last stdout line), or ``{"error": …}``: one
+    run that breaks (a saturated peer that never drains) must not hide the others."""
     full = {
         "sockets": SOCKETS,
         "seconds": SECONDS,
@@ -174,7 +175,8 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
         stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()[-2000:]
+    if process.returncode != 0:
+        return {"error": stderr.decode()[-2000:]}
     result: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
     return result
 
@@ -244,7 +246,9 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> None:
-    by_rate = {rate: r for name, rate, r in rows if name.startswith("centrifugo")}
+    by_rate = {
+        rate: r for name, rate, r in rows if name.startswith("centrifugo") and "error" not in r
+    }
     header = (
         f"{'server':<24}{'msg/s':>6}{'offered/s':>11}{'delivered/s':>13}{'p50 ms':>9}"
         f"{'p99 ms':>9}{'loss':>7}{'vs centrifugo':>15}{'loadgen cpu':>13}{'decided p50':>13}"
@@ -252,6 +256,9 @@ def print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> None:
     print(f"\nchat fan-out: {SOCKETS} sockets, one room, {SECONDS:g} s per rate\n{header}")
     print("-" * len(header))
     for name, rate, r in rows:
+        if "error" in r:
+            print(f"{name:<24}{rate:>6}  failed: {r['error'].strip().splitlines()[0][:60]}")
+            continue
         peer = by_rate.get(rate)
         ratio = r["delivered_per_s"] / peer["delivered_per_s"] if peer else None
         loss = r["loss"]
@@ -302,6 +309,9 @@ async def test_chat_fanout_against_centrifugo_and_ws(
                     print(f"{name} @ {rate}/s: {json.dumps(result)}")
     print_table(rows)
     for name, _rate, result in rows:
+        if "error" in result and not name.startswith("videopick"):
+            continue  # a peer that fell over is in the table; ours may not
+        assert "error" not in result, (name, result)
         assert result["connected"] == SOCKETS, (name, result["failures"])
         assert result["delivered_per_s"] > 0, name
     if STRICT:
