@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.minio",
     "tests.fixtures.gateway",
+    "tests.fixtures.platform",
 ]
 
 

@@ -1,9 +1,8 @@
 """Browser tests: the whole platform (``videopick up``) and Debian's Chromium.
 
-- ``stack``: ``python -m common.cli up`` on free ports with its own data folder and
-  nats-server, shared by the browser tests (package scope: it stops when they are
-  done, not at the end of the whole run). Stopped with SIGINT, as Ctrl-C does, so
-  every child goes too.
+- ``stack``: ``videopick up`` on free ports (tests/fixtures/platform.py), shared by
+  the browser tests (package scope: it stops when they are done, not at the end of the
+  whole run).
 - ``browser``: headless ``/usr/bin/chromium`` through Playwright (NEVER
   ``playwright install``: it downloads a browser). The system-deps script installs
   Chromium; in CI a missing binary fails the run, elsewhere it skips. Package scope
@@ -17,25 +16,17 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from common.nats_server import free_port
 from gateway.web.assets import vendor_present
+from tests.fixtures.platform import REPO_ROOT, Platform, running_platform
 
 CHROMIUM = "/usr/bin/chromium"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-STARTUP_TIMEOUT_S = 90.0
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -48,14 +39,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-@dataclass(frozen=True)
-class Stack:
-    base_url: str
-    rtmp_url: str  # rtmp://127.0.0.1:PORT/live
-    log_path: Path
-
-    def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+# The browser tests' name for the running platform (base_url, rtmp_url, logs_tail()).
+Stack = Platform
 
 
 def _require(condition: bool, why: str) -> None:
@@ -66,61 +51,14 @@ def _require(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    with httpx.Client() as http:
-        while True:
-            if process.poll() is not None:
-                raise AssertionError("videopick up exited:\n" + log_path.read_text())
-            try:
-                if http.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("the stack did not get ready:\n" + log_path.read_text())
-            time.sleep(0.3)
-
-
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _require(vendor_present(), "the web client's npm libraries are missing: run `make install`")
-    root = tmp_path_factory.mktemp("stack")
-    http_port, rtmp_port, nats_port = free_port(), free_port(), free_port()
-    base_url = f"http://127.0.0.1:{http_port}"
-    rtmp_url = f"rtmp://127.0.0.1:{rtmp_port}/live"
-    env = dict(
-        os.environ,
-        VIDEOPICK_DATA_DIR=str(root / "data"),
-        VIDEOPICK_HTTP_PORT=str(http_port),
-        VIDEOPICK_RTMP_PORT=str(rtmp_port),
-        VIDEOPICK_NATS_PORT=str(nats_port),
-        # The chat WebSocket accepts the page's own origin: public_url must be it.
-        VIDEOPICK_PUBLIC_URL=base_url,
-        VIDEOPICK_RTMP_PUBLIC_URL=rtmp_url,
-        # The browser tests do not watch recordings; spare the two shared cores.
-        VIDEOPICK_TRANSCODE_RECORDINGS="false",
-    )
-    env.pop("VIDEOPICK_NATS_URL", None)
-    log_path = root / "up.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "common.cli", "up"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(process, base_url, log_path)
-        yield Stack(base_url=base_url, rtmp_url=rtmp_url, log_path=log_path)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    folder = tmp_path_factory.mktemp("stack")
+    # The browser tests do not watch recordings; spare the two shared cores.
+    env = {"VIDEOPICK_TRANSCODE_RECORDINGS": "false"}
+    with running_platform(folder, env=env) as platform:
+        yield platform
 
 
 @pytest.fixture(scope="package")

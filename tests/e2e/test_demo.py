@@ -1,7 +1,7 @@
 """The newcomer's path: ``videopick up``, then ``videopick demo``: a live channel that plays
 and an uploaded video that plays, from the public interface only.
 
-The platform runs as ``make run`` runs it (tests/e2e/platform.py); the demo runs as a
+The platform runs as ``make run`` runs it (tests/fixtures/platform.py); the demo runs as a
 newcomer types it. The checks are what a player does: read the LL-HLS playlist, fetch
 the init segment and the parts it lists, decode them with PyAV; then the same for the
 video's master playlist, one rendition and its segments.
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from common.nats_server import free_port
-from tests.e2e.platform import Platform, running_platform
+from tests.fixtures.platform import Platform, running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -134,14 +134,14 @@ def _vod_media(http: httpx.Client, video_id: str) -> tuple[str, bytes]:
 def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -> None:
     started = time.monotonic()
     # No --rtmp: the demo publishes where GET /streams/key says (VIDEOPICK_RTMP_PUBLIC_URL).
-    args = ["--gateway", platform.url, "--duration", str(LIVE_S)]
+    args = ["--gateway", platform.base_url, "--duration", str(LIVE_S)]
     demo, out, err = _demo(args, tmp_path)
 
     def context() -> str:
         return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.logs_tail()}"
 
     try:
-        with httpx.Client(base_url=platform.url, timeout=30) as http:
+        with httpx.Client(base_url=platform.base_url, timeout=30) as http:
             live_deadline = started + LIVE_DEADLINE_S
             stream_id = _until(
                 "the LIVE line",
@@ -206,14 +206,14 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
 
 def test_ctrl_c_stops_the_live_cleanly(platform: Platform, tmp_path: Path) -> None:
     started = time.monotonic()
-    args = ["--gateway", platform.url, "--rtmp", platform.rtmp_url, "--no-upload"]
+    args = ["--gateway", platform.base_url, "--rtmp", platform.rtmp_url, "--no-upload"]
     demo, out, err = _demo(args, tmp_path)
 
     def context() -> str:
         return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.logs_tail()}"
 
     try:
-        with httpx.Client(base_url=platform.url, timeout=30) as http:
+        with httpx.Client(base_url=platform.base_url, timeout=30) as http:
             stream_id = _until(
                 "the LIVE line",
                 started + LIVE_DEADLINE_S,

@@ -16,16 +16,12 @@ sprite sheet its WebVTT track points into.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
 import random
 import re
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +33,12 @@ from PIL import Image
 from common.components import available_components
 from common.nats_server import free_port
 from tests.fixtures.cut_proxy import cut_proxy
+from tests.fixtures.platform import async_running_platform
 from tests.integration.test_tus_js import node_tus, run_tus_js  # noqa: F401 - fixture
 from transcoder.playlists import parse_media_playlist
 
 pytestmark = pytest.mark.e2e
 
-STARTUP_TIMEOUT_S = 60.0
 READY_TIMEOUT_S = 240.0
 CLIP_SECONDS = 10
 PART = 8 * 1024 * 1024  # the gateway's part size (tus_chunk_size)
@@ -90,48 +86,6 @@ def make_large_clip(path: Path) -> Path:
         check=True,
     )
     return path
-
-
-@contextlib.asynccontextmanager
-async def platform(tmp_path: Path, http_port: int, public_url: str) -> AsyncIterator[str]:
-    """``videopick up`` on free ports; its base URL once the gateway is ready.
-
-    SIGINT on the way out, as Ctrl-C; tests/e2e/test_up.py checks nothing is left.
-    """
-    env = dict(
-        os.environ,
-        VIDEOPICK_DATA_DIR=str(tmp_path / "data"),
-        VIDEOPICK_NATS_PORT=str(free_port()),
-        VIDEOPICK_HTTP_PORT=str(http_port),
-        VIDEOPICK_RTMP_PORT=str(free_port()),
-        VIDEOPICK_PUBLIC_URL=public_url,
-    )
-    env.pop("VIDEOPICK_NATS_URL", None)
-    log_path = tmp_path / "up.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "common.cli", "up", env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        async with httpx.AsyncClient(base_url=url) as http:
-            while True:
-                assert process.returncode is None, log_path.read_text()[-4000:]
-                assert time.monotonic() < deadline, log_path.read_text()[-4000:]
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.2)  # polling readiness, bounded by the deadline
-        yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            async with asyncio.timeout(30):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def wait_ready(http: httpx.AsyncClient, upload_id: str, headers: dict[str, str]) -> str:
@@ -220,8 +174,8 @@ async def test_a_large_upload_cut_mid_way_becomes_a_playable_video(
     http_port = free_port()
     async with (
         cut_proxy(seed, upstream_port=http_port) as proxy,
-        platform(tmp_path, http_port, proxy.url) as url,
-        httpx.AsyncClient(base_url=url, timeout=30.0) as http,
+        async_running_platform(tmp_path, http_port=http_port, public_url=proxy.url) as platform,
+        httpx.AsyncClient(base_url=platform.base_url, timeout=30.0) as http,
     ):
         register = await http.post(
             "/api/v2/auth/register",
