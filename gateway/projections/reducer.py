@@ -23,7 +23,11 @@ copy beyond JetStream's duplicate window does, so updates of mutable fields are
 guarded by the event time of the last one applied (``meta_at``, ``media_at``), and the
 rest is idempotent. The guards compare producers' clocks, so events of one kind from
 hosts whose clocks disagree by more than their spacing could be dropped; one producer
-writes each kind here (gateway: channel meta; ingest: lifecycle; transcoder: media).
+writes each kind here (gateway: channel meta; ingest: lifecycle; transcoder: media) —
+except a recording's ``video.published``: ingest's comes first (the live segments,
+playable at once), the transcoder's ladder seconds to minutes later replaces it, and a
+late copy of ingest's is the older one and loses. The video stays ``ready`` throughout:
+a transcode of a playable recording neither hides it (progress) nor fails it.
 """
 
 from __future__ import annotations

@@ -13,7 +13,10 @@ content type (NOTES.md, Litestar: ``video/mp4`` for init and ``.m4s``).
 
 Caching: a segment, init or image under a video's key never changes once written
 (keys are deterministic and a rerun writes the same bytes), hence
-``immutable`` for a year; playlists and the VTT track get a short lifetime.
+``immutable`` for a year; playlists and the VTT track get a short lifetime. The master
+playlist is revalidated on every use (``no-cache``; a 304 costs a round trip only): a
+live recording's master names its live segments until the transcode of the recording
+overwrites it with the ladder's, and players should switch to the ladder then.
 Media and images honour single byte ranges (:mod:`gateway.vod.ranges`) and
 ``If-Range``; every file answers ``If-None-Match`` with 304.
 """
@@ -72,6 +75,9 @@ CONTENT_TYPES: Final[dict[str, str]] = {
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
 # Playlists of a finished video do not change, but a re-transcode rewrites them.
 SHORT: Final = "public, max-age=60"
+# The master of a recording is replaced once its ladder exists (see above).
+REVALIDATE: Final = "public, no-cache"
+MASTER_NAME: Final = "master.m3u8"
 # Files small enough to read in one go rather than stream.
 SMALL_FILE: Final = 256 * 1024
 
@@ -126,10 +132,16 @@ def _if_range_holds(header: str | None, info: ObjectInfo) -> bool:
         return False
 
 
-def _headers(info: ObjectInfo, extension: str) -> dict[str, str]:
+def _cache_control(parts: tuple[str, ...], extension: str) -> str:
+    if parts == (MASTER_NAME,):
+        return REVALIDATE
+    return SHORT if extension in ("m3u8", "vtt") else IMMUTABLE
+
+
+def _headers(info: ObjectInfo, extension: str, cache_control: str) -> dict[str, str]:
     playlist = extension in ("m3u8", "vtt")
     headers = {
-        "Cache-Control": SHORT if playlist else IMMUTABLE,
+        "Cache-Control": cache_control,
         "ETag": _etag(info),
         "Last-Modified": format_datetime(info.last_modified, usegmt=True),
     }
@@ -155,7 +167,7 @@ async def _serve(request: Request[Any, Any, Any], store: ObjectStore, *parts: st
     except StoreUnavailable as exc:
         raise UnavailableError("the media store is unavailable; try again shortly") from exc
     media_type = CONTENT_TYPES[extension]
-    headers = _headers(info, extension)
+    headers = _headers(info, extension, _cache_control(parts[1:], extension))
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and _matches_none(if_none_match, headers["ETag"]):
         return Response(content=b"", status_code=HTTP_304_NOT_MODIFIED, headers=headers)
@@ -266,7 +278,7 @@ _RANGE_RESPONSES: Final[dict[int, ResponseSpec]] = {
 async def master_playlist(
     request: Request[Any, Any, Any], store: StoreDep, video_id: FromPath[str]
 ) -> Response[Any]:
-    return await _serve(request, store, video_id, "master.m3u8")
+    return await _serve(request, store, video_id, MASTER_NAME)
 
 
 @route(

@@ -6,7 +6,11 @@ per publish and decides, when a connection closes, what becomes of its broadcast
 
 - closed for good (unpublish, stop request, error, shutdown, or no reconnect window):
   ``stream.ended`` now, then the recording (``stream.recorded``, with the title and
-  description the channel had when it ended);
+  description the channel had when it ended), which is a video at once:
+  ``vod/{video_id}/master.m3u8`` names the broadcast's ``recording.m3u8`` (its live
+  segments, no copy) and ``video.published`` follows ``stream.recorded``. A transcode of
+  the recording later overwrites that master with its ladder's and publishes the same
+  video again;
 - dropped (no unpublish) or timed out: the broadcast lingers ``reconnect_window_s``;
   a publish of the same channel meanwhile continues it (same session id, media
   sequence and decode times carrying on, EXT-X-DISCONTINUITY), otherwise it ends then.
@@ -28,11 +32,20 @@ from typing import Any
 
 from common.logs import get_logger
 from common.store import ObjectStore, StoreError
-from events.catalog import StreamEnded, StreamRecorded
+from events.catalog import StreamEnded, StreamRecorded, VideoPublished
 from ingest.packager import keys
 from ingest.packager.broadcast import RESUMABLE, Broadcast, ended_reason
 from ingest.packager.packager import Finished, PackagerConfig
-from ingest.packager.recording import build_recording, recording_video_id, vod_playlist
+from ingest.packager.recording import (
+    Variant,
+    build_recording,
+    master_key,
+    master_uri_of,
+    published_event_id,
+    recording_master,
+    recording_video_id,
+    vod_playlist,
+)
 from ingest.packager.retention import PartRetention
 from ingest.packager.session import PartObserver, Publisher, SessionSink
 from ingest.packager.thumbnail import ThumbnailRenderer
@@ -246,6 +259,8 @@ class LivePackaging:
         except (StoreError, OSError) as exc:  # the single-file recording still stands
             log.error("recording playlist not stored", stream_id=stream_id, error=f"{exc!r}")
             playlist_key = ""
+        video_id = recording_video_id(stream_id, session_id)
+        master = await self._store_master(broadcast, video_id, playlist_key) if playlist_key else ""
         title, description = await self._describe(stream_id)
         log.info(
             "recording stored",
@@ -253,13 +268,14 @@ class LivePackaging:
             object_key=key,
             byte_size=size,
             segments=segments,
+            video_id=video_id,
         )
-        await sink.publish(
+        recorded = await sink.publish(
             StreamRecorded(
                 stream_id=stream_id,
                 session_id=session_id,
                 user_id=broadcast.user_id,
-                video_id=recording_video_id(stream_id, session_id),
+                video_id=video_id,
                 object_key=key,
                 duration_s=broadcast.duration_s,
                 byte_size=size,
@@ -268,6 +284,46 @@ class LivePackaging:
                 playlist_key=playlist_key,
             )
         )
+        if recorded and master:
+            started = broadcast.started_event
+            await sink.publish(
+                VideoPublished(
+                    event_id=published_event_id(video_id),
+                    video_id=video_id,
+                    user_id=broadcast.user_id,
+                    title=title,
+                    description=description,
+                    duration_s=broadcast.duration_s,
+                    master_key=master,
+                    poster_key="",  # the transcode makes one; the live thumbnail moves on
+                    width=started.width if started else 0,
+                    height=started.height if started else 0,
+                    origin="recording",
+                    stream_id=stream_id,
+                )
+            )
+
+    async def _store_master(self, broadcast: Broadcast, video_id: str, playlist_key: str) -> str:
+        """``vod/{video_id}/master.m3u8`` naming the recording's VOD playlist; its key, or
+        "" if it could not be stored (the recording then waits for the transcode)."""
+        started = broadcast.started_event
+        codecs = (
+            ",".join(c for c in (started.video_codec, started.audio_codec) if c) if started else ""
+        )
+        variant = Variant(
+            width=started.width if started else 0,
+            height=started.height if started else 0,
+            fps=started.fps if started else 0.0,
+            codecs=codecs,
+        )
+        text = recording_master(broadcast.segments, variant, master_uri_of(playlist_key))
+        key = master_key(video_id)
+        try:
+            await self.store.put(key, text.encode(), content_type="application/vnd.apple.mpegurl")
+        except (StoreError, OSError) as exc:
+            log.error("recording master not stored", video_id=video_id, error=f"{exc!r}")
+            return ""
+        return key
 
     async def _describe(self, stream_id: str) -> tuple[str, str]:
         if self.describe is None:

@@ -1,5 +1,8 @@
 """A finished broadcast as one object: the init segment and every stored segment, joined;
-and as a VOD playlist of those segments (:func:`vod_playlist`), playable at once.
+as a VOD playlist of those segments (:func:`vod_playlist`), playable at once; and as a
+video's master playlist (:func:`recording_master`) at ``vod/{video_id}/master.m3u8``
+naming that VOD playlist, so ``/vod/{video_id}/master.m3u8`` plays the recording before
+any transcode (which later overwrites the master with its ladder's).
 
 The result is a fragmented MP4 (ISO/IEC 14496-12 §8.8: ``moov`` with ``mvex``, then
 ``moof``+``mdat`` pairs) that PyAV, FFmpeg and browsers play as a file, with no
@@ -30,6 +33,7 @@ class StoredSegment:
     sequence: int
     duration_s: float
     discontinuity: bool  # the first after a publisher's reconnect
+    byte_size: int = 0  # for the master playlist's BANDWIDTH
 
 
 def vod_playlist(segments: Sequence[StoredSegment], target_duration_s: int) -> str:
@@ -56,6 +60,64 @@ def vod_playlist(segments: Sequence[StoredSegment], target_duration_s: int) -> s
         previous = segment.sequence
     lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """What the packager knows of the broadcast's media (``stream.started``)."""
+
+    width: int
+    height: int
+    fps: float
+    codecs: str  # RFC 6381, e.g. "avc1.64001f,mp4a.40.2"
+
+
+def recording_master(
+    segments: Sequence[StoredSegment], variant: Variant, media_playlist_uri: str
+) -> str:
+    """A master playlist (RFC 8216bis §4.4.6) with the recording as its one variant.
+
+    BANDWIDTH is the peak segment bit rate and AVERAGE-BANDWIDTH the whole broadcast's
+    (§4.4.6.2), both measured from the stored bytes, so a player's first pick is right.
+    """
+    timed = [s for s in segments if s.duration_s > 0 and s.byte_size > 0]
+    peak = max((s.byte_size * 8 / s.duration_s for s in timed), default=0.0)
+    seconds = sum(s.duration_s for s in timed)
+    average = sum(s.byte_size for s in timed) * 8 / seconds if seconds else 0.0
+    attributes = [f"BANDWIDTH={max(1, math.ceil(peak))}"]
+    attributes.append(f"AVERAGE-BANDWIDTH={max(1, math.ceil(average))}")
+    if variant.width and variant.height:
+        attributes.append(f"RESOLUTION={variant.width}x{variant.height}")
+    if variant.codecs:
+        attributes.append(f'CODECS="{variant.codecs}"')
+    if variant.fps > 0:
+        attributes.append(f"FRAME-RATE={variant.fps:.3f}")
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        "#EXT-X-INDEPENDENT-SEGMENTS",  # every segment starts on a keyframe
+        "#EXT-X-STREAM-INF:" + ",".join(attributes),
+        media_playlist_uri,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def master_key(video_id: str) -> str:
+    """Where the video's master playlist lives (the gateway's ``/vod/{video_id}/``)."""
+    return f"vod/{keys.check_id('video_id', video_id)}/master.m3u8"
+
+
+def master_uri_of(playlist_key: str) -> str:
+    """The recording's VOD playlist as seen from ``/vod/{video_id}/master.m3u8``: relative
+    (``../../live/…``), so the master works behind any path prefix; the gateway's live
+    routes serve it and the segments it names, immutable."""
+    return "../../" + playlist_key
+
+
+def published_event_id(video_id: str) -> str:
+    """The recording's ``video.published`` id: the same for every attempt, so JetStream
+    drops a second copy (``Nats-Msg-Id``) and no replay makes a second video."""
+    return str(uuid.uuid5(_VIDEO_NAMESPACE, f"{video_id}/video.published"))
 
 
 def recording_video_id(stream_id: str, session_id: str) -> str:

@@ -393,7 +393,9 @@ class SessionSink:
             return
         broadcast.stored_segments += 1
         broadcast.segments.append(
-            StoredSegment(segment.sequence, segment.duration_s, segment.discontinuity)
+            StoredSegment(
+                segment.sequence, segment.duration_s, segment.discontinuity, len(segment.data)
+            )
         )
         await self.publish(
             StreamSegment(
