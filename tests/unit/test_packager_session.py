@@ -11,7 +11,14 @@ import pytest
 
 from common.store import StoreUnavailable
 from common.store.local import LocalStore
-from events.catalog import StreamEnded, StreamPart, StreamRecorded, StreamSegment, StreamStarted
+from events.catalog import (
+    StreamEnded,
+    StreamPart,
+    StreamRecorded,
+    StreamSegment,
+    StreamStarted,
+    VideoPublished,
+)
 from events.envelope import Event
 from ingest.packager import LivePackaging, flvfile, keys
 from ingest.packager.recording import recording_video_id
@@ -29,7 +36,11 @@ class RecordingPublisher:
         self.missing: list[str] = []
 
     async def publish(self, event: Event, *, correlation_id: str = "") -> None:
-        key = getattr(event, "object_key", None) or getattr(event, "init_key", None)
+        key = (
+            getattr(event, "object_key", None)
+            or getattr(event, "init_key", None)
+            or getattr(event, "master_key", None)
+        )
         if key and not await self.store.exists(key):
             self.missing.append(key)
         self.events.append(event)
@@ -78,8 +89,13 @@ async def test_events_follow_durable_media_in_order(store: LocalStore, media: Pa
     assert publisher.missing == []
     assert isinstance(events[0], StreamStarted)
     assert events[0].init_key == keys.init_key("chan1", "sess1")
-    assert isinstance(events[-2], StreamEnded)
-    assert isinstance(events[-1], StreamRecorded)
+    assert isinstance(events[-3], StreamEnded)
+    assert isinstance(events[-2], StreamRecorded)
+    # The recording is a video at once: its master names the broadcast's VOD playlist.
+    assert isinstance(events[-1], VideoPublished)
+    master = (await store.read(events[-1].master_key)).decode()
+    assert master.splitlines()[-1] == "../../" + keys.recording_playlist_key("chan1", "sess1")
+    assert events[-1].video_id == events[-2].video_id
     parts = [e for e in events if isinstance(e, StreamPart)]
     segments = [e for e in events if isinstance(e, StreamSegment)]
     assert len(segments) == 3
@@ -91,7 +107,7 @@ async def test_events_follow_durable_media_in_order(store: LocalStore, media: Pa
         assert [p.part_index for p in mine] == list(range(segment.part_count))
         assert all(events.index(p) < position for p in mine)
         assert segment.byte_size == sum(p.byte_size for p in mine)
-    recorded = events[-1]
+    recorded = events[-2]
     assert recorded.video_id == recording_video_id("chan1", "sess1")
     assert recorded.byte_size == (await store.stat(recorded.object_key)).size
     assert packaging.sessions == {}
