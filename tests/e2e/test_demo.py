@@ -9,6 +9,7 @@ video's master playlist, one rendition and its segments.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,13 +43,31 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield running
 
 
-def _demo(args: list[str], folder: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+@dataclass(frozen=True)
+class Demo:
+    process: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    def context(self) -> str:
+        """The demo's output, for failure messages (the platform's logs join the report)."""
+        return f"demo out:\n{self.out.read_text()}\ndemo err:\n{self.err.read_text()}"
+
+
+@contextlib.contextmanager
+def running_demo(args: list[str], folder: Path) -> Iterator[Demo]:
+    """``videopick demo ARGS`` as a newcomer types it; killed on the way out if still running."""
     out, err = folder / "demo.out", folder / "demo.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "common.cli", "demo", *args], stdout=stdout, stderr=stderr
         )
-    return process, out, err
+    try:
+        yield Demo(process, out, err)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def _until(
@@ -66,6 +86,27 @@ def _until(
         assert not exited, f"the demo exited before {what}\n{context()}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}\n{context()}"
         time.sleep(0.5)
+
+
+def _live_stream_id(demo: Demo, deadline: float) -> str:
+    """The stream id in the demo's LIVE line (its watch URL)."""
+    stream_id: str = _until(
+        "the LIVE line",
+        deadline,
+        lambda: (m := re.search(r"/watch/(\S+)", demo.out.read_text())) and m.group(1),
+        demo.context,
+        demo.process,
+    )
+    return stream_id
+
+
+def _wait_offline(http: httpx.Client, stream_id: str, demo: Demo) -> None:
+    _until(
+        "the channel to go offline",
+        time.monotonic() + 30,
+        lambda: http.get(f"/api/v2/streams/{stream_id}").json()["live"] is False or None,
+        demo.context,
+    )
 
 
 def _decode(body: bytes) -> tuple[int, int]:
@@ -135,117 +176,80 @@ def test_demo_goes_live_and_its_clip_plays(platform: Platform, tmp_path: Path) -
     started = time.monotonic()
     # No --rtmp: the demo publishes where GET /streams/key says (VIDEOPICK_RTMP_PUBLIC_URL).
     args = ["--gateway", platform.base_url, "--duration", str(LIVE_S)]
-    demo, out, err = _demo(args, tmp_path)
+    with (
+        running_demo(args, tmp_path) as demo,
+        httpx.Client(base_url=platform.base_url, timeout=30) as http,
+    ):
+        live_deadline = started + LIVE_DEADLINE_S
+        stream_id = _live_stream_id(demo, live_deadline)
+        # The catalog lists the channel as live while the demo publishes.
+        live = http.get("/api/v2/streams/live").json()
+        assert stream_id in [channel["stream_id"] for channel in live]
+        channel = http.get(f"/api/v2/streams/{stream_id}").json()
+        assert channel["live"] is True
+        assert channel["title"].startswith("VideoPick demo")
+        assert (channel["width"], channel["height"]) == (640, 360)
 
-    def context() -> str:
-        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.logs_tail()}"
+        # The LL-HLS playlist lists parts, and what they hold decodes.
+        media = _until(
+            "a whole live segment",
+            live_deadline,
+            lambda: _live_media(http, stream_id),
+            demo.context,
+            demo.process,
+        )
+        video_frames, audio_frames = _decode(media)
+        assert video_frames == 30  # one 1 s GOP at 30 fps
+        assert audio_frames > 0
 
-    try:
-        with httpx.Client(base_url=platform.base_url, timeout=30) as http:
-            live_deadline = started + LIVE_DEADLINE_S
-            stream_id = _until(
-                "the LIVE line",
-                live_deadline,
-                lambda: (m := re.search(r"/watch/(\S+)", out.read_text())) and m.group(1),
-                context,
-                demo,
-            )
-            # The catalog lists the channel as live while the demo publishes.
-            live = http.get("/api/v2/streams/live").json()
-            assert stream_id in [channel["stream_id"] for channel in live]
-            channel = http.get(f"/api/v2/streams/{stream_id}").json()
-            assert channel["live"] is True
-            assert channel["title"].startswith("VideoPick demo")
-            assert (channel["width"], channel["height"]) == (640, 360)
+        # The uploaded clip is transcoded and published; a rendition decodes.
+        video_id = _until(
+            "the VIDEO line",
+            started + VIDEO_DEADLINE_S,
+            lambda: (m := re.search(r"/v/(\S+)", demo.out.read_text())) and m.group(1),
+            demo.context,
+            demo.process,
+        )
+        assert "VIDEO  " in demo.out.read_text(), demo.context()  # ready, not "processing"
+        rendition, body = _vod_media(http, video_id)
+        video_frames, audio_frames = _decode(body)
+        assert video_frames >= 9 * 30, rendition  # the ~10 s clip at 30 fps
+        assert audio_frames > 0
+        catalog = http.get(f"/api/v2/videos/{video_id}").json()
+        assert catalog["status"] == "ready"
 
-            # The LL-HLS playlist lists parts, and what they hold decodes.
-            media = _until(
-                "a whole live segment",
-                live_deadline,
-                lambda: _live_media(http, stream_id),
-                context,
-                demo,
-            )
-            video_frames, audio_frames = _decode(media)
-            assert video_frames == 30  # one 1 s GOP at 30 fps
-            assert audio_frames > 0
-
-            # The uploaded clip is transcoded and published; a rendition decodes.
-            video_id = _until(
-                "the VIDEO line",
-                started + VIDEO_DEADLINE_S,
-                lambda: (m := re.search(r"/v/(\S+)", out.read_text())) and m.group(1),
-                context,
-                demo,
-            )
-            assert "VIDEO  " in out.read_text(), context()  # ready, not "processing"
-            rendition, body = _vod_media(http, video_id)
-            video_frames, audio_frames = _decode(body)
-            assert video_frames >= 9 * 30, rendition  # the ~10 s clip at 30 fps
-            assert audio_frames > 0
-            catalog = http.get(f"/api/v2/videos/{video_id}").json()
-            assert catalog["status"] == "ready"
-
-            # At --duration the demo stops the live itself and exits cleanly.
-            assert (
-                demo.wait(started + LIVE_S + EXIT_GRACE_S + VIDEO_DEADLINE_S - time.monotonic())
-                == 0
-            ), context()
-            assert "Demo finished." in out.read_text()
-            _until(
-                "the channel to go offline",
-                time.monotonic() + 30,
-                lambda: http.get(f"/api/v2/streams/{stream_id}").json()["live"] is False or None,
-                context,
-            )
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+        # At --duration the demo stops the live itself and exits cleanly.
+        exit_by = started + LIVE_S + EXIT_GRACE_S + VIDEO_DEADLINE_S
+        assert demo.process.wait(exit_by - time.monotonic()) == 0, demo.context()
+        assert "Demo finished." in demo.out.read_text()
+        _wait_offline(http, stream_id, demo)
 
 
 def test_ctrl_c_stops_the_live_cleanly(platform: Platform, tmp_path: Path) -> None:
     started = time.monotonic()
     args = ["--gateway", platform.base_url, "--rtmp", platform.rtmp_url, "--no-upload"]
-    demo, out, err = _demo(args, tmp_path)
-
-    def context() -> str:
-        return f"demo out:\n{out.read_text()}\ndemo err:\n{err.read_text()}\n{platform.logs_tail()}"
-
-    try:
-        with httpx.Client(base_url=platform.base_url, timeout=30) as http:
-            stream_id = _until(
-                "the LIVE line",
-                started + LIVE_DEADLINE_S,
-                lambda: (m := re.search(r"/watch/(\S+)", out.read_text())) and m.group(1),
-                context,
-                demo,
-            )
-            demo.send_signal(signal.SIGINT)
-            assert demo.wait(EXIT_GRACE_S) == 0, context()
-            assert "Stopping the live stream" in out.read_text()
-            assert err.read_text() == ""
-            # POST /streams/stop ended the broadcast: offline at once, not after the
-            # reconnect window a dropped publisher gets.
-            _until(
-                "the channel to go offline",
-                time.monotonic() + 30,
-                lambda: http.get(f"/api/v2/streams/{stream_id}").json()["live"] is False or None,
-                context,
-            )
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
+    with (
+        running_demo(args, tmp_path) as demo,
+        httpx.Client(base_url=platform.base_url, timeout=30) as http,
+    ):
+        stream_id = _live_stream_id(demo, started + LIVE_DEADLINE_S)
+        demo.process.send_signal(signal.SIGINT)
+        assert demo.process.wait(EXIT_GRACE_S) == 0, demo.context()
+        assert "Stopping the live stream" in demo.out.read_text()
+        assert demo.err.read_text() == ""
+        # POST /streams/stop ended the broadcast: offline at once, not after the
+        # reconnect window a dropped publisher gets.
+        _wait_offline(http, stream_id, demo)
 
 
 def test_demo_without_a_platform_exits_with_one_clear_line(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
-    demo, out, err = _demo(["--gateway", f"http://127.0.0.1:{port}", "--no-upload"], tmp_path)
-    assert demo.wait(60) == 1
-    lines = err.read_text().strip().splitlines()
+    args = ["--gateway", f"http://127.0.0.1:{port}", "--no-upload"]
+    with running_demo(args, tmp_path) as demo:
+        assert demo.process.wait(60) == 1
+    lines = demo.err.read_text().strip().splitlines()
     assert lines == [
         f"error: cannot reach the gateway at http://127.0.0.1:{port} (connection refused); "
         "start the platform first: make run (videopick up)"
     ]
-    assert out.read_text() == ""
+    assert demo.out.read_text() == ""
