@@ -3,17 +3,25 @@
 Only keyframes are decoded (an IDR needs no earlier frame, NOTES.md "Thumbnails from
 keyframes only"), with the broadcast's AVCDecoderConfigurationRecord as extradata, so
 the length-prefixed NAL units go in as they arrived. The work runs in one
-:class:`ThumbnailRenderer` worker thread per ingest process: PyAV releases the GIL
-while it decodes, and a stream asks at most once per interval and never while its
-previous thumbnail is still being made, so a busy worker only skips thumbnails — it
-never delays a part.
+:class:`ThumbnailRenderer` child process per ingest process, fed the keyframe's bytes
+and the codec configuration, returning the JPEG. A worker thread was not enough: PyAV
+holds the GIL for parts of a 1080p decode and the RGB/JPEG steps, and at 50 streams
+that stalled every part ~1 s every 10 s (issue #4). The child also runs at a lower
+CPU priority, and a decoder crash on a hostile keyframe only costs a thumbnail
+(RELIABILITY.md "decode in a subprocess"). A stream asks at most once per interval
+and never while its previous thumbnail is still being made, so a busy worker only
+skips thumbnails — it never delays a part.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import av
@@ -24,6 +32,10 @@ MAX_WIDTH = 640
 JPEG_QUALITY = 80
 # A keyframe this large is not a thumbnail's business (and bounds the decode's memory).
 MAX_KEYFRAME_BYTES = 8 * 1024 * 1024
+# A 1080p keyframe decodes in tens of milliseconds; a decode this slow is stuck.
+RENDER_TIMEOUT_S = 10.0
+# Thumbnails are background work: the child yields the core to the ingest's parts.
+CHILD_NICENESS = 10
 
 
 class ThumbnailError(Exception):
@@ -62,15 +74,58 @@ def render_keyframe(avcc: bytes, keyframe: bytes, max_width: int = MAX_WIDTH) ->
     return Thumbnail(out.getvalue(), image.width, image.height)
 
 
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)
+
+
 class ThumbnailRenderer:
-    """One worker thread for every stream of this process (see the module docstring)."""
+    """One child process for every stream of this process (see the module docstring).
+
+    The child is spawned (not forked: the ingest has threads and an event loop) on the
+    first render; one that died is replaced on the next.
+    """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumbnail")
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
+            )
+        return self._pool
 
     async def render(self, avcc: bytes, keyframe: bytes) -> Thumbnail:
+        if len(keyframe) > MAX_KEYFRAME_BYTES:  # not worth sending to the child
+            raise ThumbnailError(f"keyframe of {len(keyframe)} bytes is too large for a thumbnail")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, render_keyframe, avcc, keyframe)
+        pool = self._executor()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(pool, render_keyframe, avcc, keyframe), RENDER_TIMEOUT_S
+            )
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self._discard(pool)
+            raise ThumbnailError(f"thumbnail process failed: {type(exc).__name__}") from exc
+
+    def _discard(self, pool: ProcessPoolExecutor) -> None:
+        if self._pool is pool:
+            self._pool = None
+        _kill_workers(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """End a stuck child: shutdown() alone waits for its task to finish."""
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.kill()
