@@ -275,6 +275,7 @@ def print_table(rows: list[tuple[str, int, dict[str, Any]]]) -> None:
 # embedded default, every query is a thread hop (aiosqlite) and every commit an fsync:
 # on a loaded 2-core machine the decisions alone took ~300 ms at p50.
 @pytest.mark.parametrize("database_url", [_env("DB", "postgresql")], indirect=True)
+@pytest.mark.timeout(3600)  # nine runs of ~30 s, more when a server saturates
 async def test_chat_fanout_against_centrifugo_and_ws(
     settings: Settings, database_url: str, event_streams: JetStreamContext, tmp_path: Path
 ) -> None:

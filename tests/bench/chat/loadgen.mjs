@@ -134,23 +134,27 @@ function runWorker() {
     } else if (msg.cmd === "finish") {
       finishing = true;
       const cpu = process.cpuUsage(cpuAtGo);
+      // Stop the inflow first: a saturated server may still be sending its backlog.
+      for (const ws of sockets) ws.terminate();
       const buckets = [];
       for (let i = 0; i < BUCKETS; i++) if (hist[i]) buckets.push([i, hist[i]]);
       const decidedBuckets = [];
       for (let i = 0; i < BUCKETS; i++) if (decidedHist[i]) decidedBuckets.push([i, decidedHist[i]]);
-      process.send({
-        cmd: "result",
-        inWindow,
-        ofWindow,
-        closedEarly,
-        closeCodes,
-        buckets,
-        decidedBuckets,
-        decided,
-        cpu: (cpu.user + cpu.system) / 1000 / (nowMs() - wallAtGo),
-      });
-      for (const ws of sockets) ws.terminate();
-      setTimeout(() => process.exit(0), 50);
+      process.send(
+        {
+          cmd: "result",
+          inWindow,
+          ofWindow,
+          closedEarly,
+          closeCodes,
+          buckets,
+          decidedBuckets,
+          decided,
+          cpu: (cpu.user + cpu.system) / 1000 / (nowMs() - wallAtGo),
+        },
+        // Exit once the result is through the pipe (a wide histogram is megabytes).
+        () => process.exit(0),
+      );
     }
   });
 }
