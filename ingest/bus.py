@@ -20,8 +20,9 @@ Consumed:
   publisher's PubAck inbox, and FastStream would otherwise answer it.
 
 Published (through ``events.publisher.EventPublisher``): ``stats.ingest``; the packager
-(ingest/packager) publishes the ``stream.*`` lifecycle and media events and
-``stream.thumbnail``, listed here for the AsyncAPI document.
+(ingest/packager) publishes the ``stream.*`` lifecycle and media events,
+``stream.thumbnail``, and a recording's first ``video.published``, listed here for the
+AsyncAPI document.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from events.catalog import (
     StreamStarted,
     StreamStopRequested,
     StreamThumbnail,
+    VideoPublished,
 )
 from events.consumer import RetryPolicy, durable_subscriber
 from events.declare import declare_publishes
@@ -71,6 +73,7 @@ PUBLISHES: Final[tuple[type[Event], ...]] = (
     StreamThumbnail,
     StreamEnded,
     StreamRecorded,
+    VideoPublished,  # a recording is a video at once (ingest/packager/live.py)
 )
 
 
