@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from common.logs import get_logger
-from common.store import ObjectStore, StoreError
+from common.store import ObjectNotFound, ObjectStore, StoreError
 from events.catalog import StreamEnded, StreamRecorded, VideoPublished
 from ingest.packager import keys
 from ingest.packager.broadcast import RESUMABLE, Broadcast, ended_reason
@@ -41,6 +41,7 @@ from ingest.packager.recording import (
     build_recording,
     master_key,
     master_uri_of,
+    poster_key,
     published_event_id,
     recording_master,
     recording_video_id,
@@ -286,6 +287,7 @@ class LivePackaging:
         )
         if recorded and master:
             started = broadcast.started_event
+            poster = await self._store_poster(broadcast, video_id)
             await sink.publish(
                 VideoPublished(
                     event_id=published_event_id(video_id),
@@ -295,7 +297,7 @@ class LivePackaging:
                     description=description,
                     duration_s=broadcast.duration_s,
                     master_key=master,
-                    poster_key="",  # the transcode makes one; the live thumbnail moves on
+                    poster_key=poster,
                     width=started.width if started else 0,
                     height=started.height if started else 0,
                     origin="recording",
@@ -322,6 +324,25 @@ class LivePackaging:
             await self.store.put(key, text.encode(), content_type="application/vnd.apple.mpegurl")
         except (StoreError, OSError) as exc:
             log.error("recording master not stored", video_id=video_id, error=f"{exc!r}")
+            return ""
+        return key
+
+    async def _store_poster(self, broadcast: Broadcast, video_id: str) -> str:
+        """The channel's live thumbnail as the recording's poster, if this broadcast made
+        it (not a previous one's); its key, or "" (the transcode makes a poster later)."""
+        started = broadcast.started_event
+        source = keys.thumbnail_key(broadcast.stream_id)
+        try:
+            info = await self.store.stat(source)
+            # Store clocks may keep whole seconds only.
+            if started is None or info.last_modified < started.occurred_at.replace(microsecond=0):
+                return ""
+            key = poster_key(video_id)
+            await self.store.put(key, await self.store.read(source), content_type="image/jpeg")
+        except ObjectNotFound:
+            return ""
+        except (StoreError, OSError) as exc:  # a poster is a nicety
+            log.warning("recording poster not stored", video_id=video_id, error=f"{exc!r}")
             return ""
         return key
 

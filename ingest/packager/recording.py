@@ -107,6 +107,14 @@ def master_key(video_id: str) -> str:
     return f"vod/{keys.check_id('video_id', video_id)}/master.m3u8"
 
 
+def poster_key(video_id: str) -> str:
+    """The recording's poster until the transcode makes one: the broadcast's last live
+    thumbnail, copied (the live one is overwritten by the channel's next broadcast). Not
+    the transcoder's ``poster.jpg``: both are served immutable, so never one key for two
+    pictures."""
+    return f"vod/{keys.check_id('video_id', video_id)}/live-poster.jpg"
+
+
 def master_uri_of(playlist_key: str) -> str:
     """The recording's VOD playlist as seen from ``/vod/{video_id}/master.m3u8``: relative
     (``../../live/…``), so the master works behind any path prefix; the gateway's live

@@ -14,6 +14,7 @@ second video.
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +26,7 @@ import msgspec
 import pytest
 from litestar import Litestar
 from litestar.datastructures import State
+from PIL import Image
 
 from common.db import migrate
 from common.settings import Settings
@@ -133,6 +135,8 @@ async def test_a_recording_plays_at_once_and_its_ladder_replaces_it(
     assert published.master_key == f"vod/{video_id}/master.m3u8"
     assert (published.origin, published.stream_id) == ("recording", stream_id)
     assert (published.width, published.height) == (320, 240)
+    # The broadcast's last live thumbnail (every 2 s here) is its poster meanwhile.
+    assert published.poster_key == f"vod/{video_id}/live-poster.jpg"
     segments = await live.stored(StreamSegment, LIVE_MEDIA.name, stream_id)
 
     master_url = f"http://gw/vod/{video_id}/master.m3u8"
@@ -173,6 +177,10 @@ async def test_a_recording_plays_at_once_and_its_ladder_replaces_it(
         assert (video.title, video.description) == ("Two halves", "dropped once")
         assert (video.origin, video.stream_id) == ("recording", stream_id)
         assert video.master_key == published.master_key
+        assert catalog.channels[stream_id].poster_video_id == video_id
+        poster = await get(http, f"/vod/{video_id}/live-poster.jpg")
+        assert poster.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(poster.content)).size == (320, 240)
         first_published_at = video.published_at
 
         # A redelivered or republished copy makes no second video.
@@ -225,7 +233,7 @@ async def test_a_recording_plays_at_once_and_its_ladder_replaces_it(
         assert video.status == "ready"
         assert (video.title, video.description) == ("Two halves", "dropped once")
         assert video.master_key == f"vod/{video_id}/master.m3u8"
-        assert video.poster_key  # the ladder brought a poster
+        assert video.poster_key == f"vod/{video_id}/poster.jpg"  # the ladder's own
         assert video.published_at == first_published_at  # an update, not a new video
 
 
