@@ -171,7 +171,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     transcode_max_duration_s: float = 12 * 3600.0
     transcode_thumbnails: int = 10
     transcode_sprite_tile_width: int = 160
-    # Live recordings (stream.recorded) go through the same ladder when true.
+    # Live recordings (stream.recorded) go through the same ladder when true; either way
+    # a recording plays at once from its live segments, and the ladder replaces that.
     transcode_recordings: bool = True
 
     # Uploads: tus at the gateway (gateway/tus/) and the uploader (uploader/).
