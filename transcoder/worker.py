@@ -110,6 +110,9 @@ class JobRequest:
 
     @classmethod
     def from_recorded(cls, event: StreamRecorded) -> JobRequest:
+        # The recording already plays: ingest wrote ``vod/{video_id}/master.m3u8`` over
+        # its live segments and published the video. This job's master overwrites that
+        # one, and its ``video.published`` (same video id) updates the same video.
         return cls(
             event=event,
             video_id=event.video_id,
