@@ -135,12 +135,14 @@ def open_temp(
     raise InvalidKey(f"could not create the folder for {key!r}")
 
 
-def write_temp(root: Path, final: Path, key: str, data: bytes, *, make_parents: bool) -> Path:
-    """A fsynced temp file beside ``final`` holding ``data``."""
+def write_temp(
+    root: Path, final: Path, key: str, data: bytes, *, make_parents: bool, sync: bool = True
+) -> Path:
+    """A temp file beside ``final`` holding ``data``, fsynced unless ``sync=False``."""
     handle, tmp = open_temp(root, final, key, make_parents=make_parents)
     try:
         handle.write(data)
-        finish_temp(handle)
+        finish_temp(handle, sync=sync)
     except BaseException:
         discard_temp(handle, tmp)
         raise
@@ -180,9 +182,10 @@ def write_behind(handle: BinaryIO, data: bytes | bytearray) -> None:
     _start_writeback(handle.fileno(), start, len(data))
 
 
-def finish_temp(handle: BinaryIO) -> None:
+def finish_temp(handle: BinaryIO, *, sync: bool = True) -> None:
     handle.flush()
-    os.fsync(handle.fileno())  # success means durable: data first, then the rename
+    if sync:
+        os.fsync(handle.fileno())  # success means durable: data first, then the rename
     handle.close()
 
 
@@ -200,8 +203,11 @@ def atomic_write_small(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def commit(tmp: Path, final: Path, key: str, content_type: str) -> os.stat_result:
-    """Atomically publish ``tmp`` as ``final`` with its content type; durable on return.
+def commit(
+    tmp: Path, final: Path, key: str, content_type: str, *, sync: bool = True
+) -> os.stat_result:
+    """Atomically publish ``tmp`` as ``final`` with its content type; durable on return
+    (unless ``sync=False``: then only atomic).
 
     The content type (a sidecar) and the bytes are two renames: a concurrent reader
     can pair new bytes with the old type for a moment, never see partial bytes.
@@ -221,7 +227,8 @@ def commit(tmp: Path, final: Path, key: str, content_type: str) -> os.stat_resul
         raise
     if not custom_type:
         sidecar.unlink(missing_ok=True)
-    fsync_dir(final.parent)
+    if sync:
+        fsync_dir(final.parent)
     return final.stat()
 
 

@@ -241,12 +241,16 @@ class ObjectStore(abc.ABC):
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         length: int | None = None,
+        durable: bool = True,
     ) -> ObjectInfo:
         """Store ``data`` under ``key``, replacing any object there.
 
         An async iterable is streamed, never gathered whole (S3 holds one part in
         memory). With ``length`` given, a body of another size raises
-        :class:`LengthMismatch` and stores nothing.
+        :class:`LengthMismatch` and stores nothing. ``durable=False`` is for transient
+        objects (LL-HLS parts, deleted seconds later): the folder store then skips its
+        fsyncs — a power cut may lose the object, never tear it (the rename is still
+        atomic). S3 acknowledges only durable writes either way.
         """
 
     @abc.abstractmethod

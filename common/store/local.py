@@ -101,6 +101,7 @@ class LocalStore(ObjectStore):
         publish: Callable[[Path], T],
         *,
         make_parents: bool = True,
+        sync: bool = True,
     ) -> T:
         """Write ``data`` to a fsynced temp file beside ``final``, then ``publish(tmp)``."""
         if isinstance(data, bytes):
@@ -109,7 +110,7 @@ class LocalStore(ObjectStore):
             def write_all() -> T:  # one thread hop: a live segment's latency matters
                 check_length(key, length, len(body))
                 return publish(
-                    fs.write_temp(self.root, final, key, body, make_parents=make_parents)
+                    fs.write_temp(self.root, final, key, body, make_parents=make_parents, sync=sync)
                 )
 
             return await _run(write_all)
@@ -152,10 +153,16 @@ class LocalStore(ObjectStore):
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         length: int | None = None,
+        durable: bool = True,
     ) -> ObjectInfo:
         final = self._path(key)
         st = await self._write(
-            key, final, data, length, lambda tmp: fs.commit(tmp, final, key, content_type)
+            key,
+            final,
+            data,
+            length,
+            lambda tmp: fs.commit(tmp, final, key, content_type, sync=durable),
+            sync=durable,
         )
         return fs.info_from_stat(key, st, content_type)
 

@@ -250,6 +250,7 @@ class S3Store(ObjectStore):
         *,
         content_type: str = DEFAULT_CONTENT_TYPE,
         length: int | None = None,
+        durable: bool = True,  # S3 acknowledges only durable writes
     ) -> ObjectInfo:
         validate_key(key)
         if isinstance(data, bytes):

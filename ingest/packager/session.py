@@ -271,13 +271,16 @@ class SessionSink:
                     if isinstance(output, Finished):
                         return
 
-    async def put_object(self, key: str, data: bytes, *, timeout_s: float, attempts: int) -> bool:
+    async def put_object(
+        self, key: str, data: bytes, *, timeout_s: float, attempts: int, durable: bool = True
+    ) -> bool:
         if not data:
             return False  # never a 0-byte object
         for attempt in range(1, attempts + 1):
             try:
                 await asyncio.wait_for(
-                    self._store.put(key, data, content_type=_content_type(key)), timeout_s
+                    self._store.put(key, data, content_type=_content_type(key), durable=durable),
+                    timeout_s,
                 )
             except (StoreError, OSError, TimeoutError) as exc:
                 self._log.warning(
@@ -354,7 +357,11 @@ class SessionSink:
             self._log.warning("part too late to be useful; dropped", sequence=part.sequence)
             return
         key = keys.part_key(self.stream_id, self.broadcast_id, part.sequence, part.index)
-        if not await self.put_object(key, part.data, timeout_s=PART_PUT_TIMEOUT_S, attempts=1):
+        # Parts are transient (deleted once the playlist drops them; the segment holds the
+        # same media durably): no fsync, which at 50 streams was most of the disk's wait.
+        if not await self.put_object(
+            key, part.data, timeout_s=PART_PUT_TIMEOUT_S, attempts=1, durable=False
+        ):
             return
         stored_s = time.monotonic() - part.last_arrival_s
         published = await self.publish(

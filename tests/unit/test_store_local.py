@@ -239,3 +239,28 @@ async def test_missing_is_not_found_even_through_a_file(store: LocalStore) -> No
     with pytest.raises(ObjectNotFound):
         await store.stat("file/child")
     await store.delete("file/child")
+
+
+async def test_a_transient_put_skips_fsync_but_stays_atomic(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    # New folders are made durable once, by the first object in them.
+    await store.put("live/s/init.mp4", b"init", content_type="video/mp4")
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    # The suffix's own type, as the packager sends it: no content-type sidecar to write.
+    await store.put(
+        "live/s/part.m4s", b"transient", content_type="video/iso.segment", durable=False
+    )
+    assert synced == []  # neither the file nor its folder
+    assert await store.read("live/s/part.m4s") == b"transient"
+    # No temp file left behind.
+    assert files_under(store.root) == ["live", "live/s", "live/s/init.mp4", "live/s/part.m4s"]
+    await store.put("live/s/seg.m4s", b"durable", content_type="video/iso.segment")
+    assert len(synced) == 2  # the file, then the folder holding the rename
