@@ -23,21 +23,10 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from gateway.web.assets import vendor_present
+from tests.fixtures.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.fixtures.platform import REPO_ROOT, Platform, running_platform
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # The VOD test presses no play button; a real viewer's click does the same.
-    "--autoplay-policy=no-user-gesture-required",
-]
-
 
 # The browser tests' name for the running platform (base_url, rtmp_url, logs_tail()).
 Stack = Platform

@@ -33,6 +33,16 @@ def _frame(
     return frame
 
 
+def _silence(pts: int) -> av.AudioFrame:
+    """1024 stereo samples of silence starting at sample ``pts``."""
+    chunk = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
+    chunk.sample_rate = SAMPLE_RATE
+    for plane in chunk.planes:
+        plane.update(bytes(plane.buffer_size))
+    chunk.pts = pts
+    return chunk
+
+
 class LivePublisher(threading.Thread):
     """H.264 + AAC over RTMP at real-time pace (1 s GOP), until :meth:`stop`."""
 
@@ -71,13 +81,8 @@ class LivePublisher(threading.Thread):
                 frame.time_base = fractions.Fraction(1, FPS)
                 container.mux(video.encode(frame))
                 while samples * FPS < (index + 1) * SAMPLE_RATE:
-                    chunk = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
-                    chunk.sample_rate = SAMPLE_RATE
-                    for plane in chunk.planes:
-                        plane.update(bytes(plane.buffer_size))
-                    chunk.pts = samples
+                    container.mux(audio.encode(_silence(samples)))
                     samples += 1024
-                    container.mux(audio.encode(chunk))
                 self.frames += 1
                 ahead = started + self.frames / FPS - time.monotonic()
                 if ahead > 0:
@@ -107,12 +112,7 @@ def make_clip(path: Path, *, seconds: float = 3.0, width: int = 640, height: int
         container.mux(video.encode(None))
         samples = 0
         while samples < seconds * SAMPLE_RATE:
-            chunk = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
-            chunk.sample_rate = SAMPLE_RATE
-            for plane in chunk.planes:
-                plane.update(bytes(plane.buffer_size))
-            chunk.pts = samples
+            container.mux(audio.encode(_silence(samples)))
             samples += 1024
-            container.mux(audio.encode(chunk))
         container.mux(audio.encode(None))
     return path

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.browser.conftest import REPO_ROOT, Stack
+from tests.browser.conftest import Stack
 from tests.browser.helpers import new_context, wait_js
+from tests.fixtures.platform import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,8 @@ import nats
 import pytest
 
 from common.components import available_components
-from tests.fixtures.platform import STARTUP_TIMEOUT_S, descendants, running_platform
+from tests.fixtures.platform import STARTUP_TIMEOUT_S, running_platform
+from tests.fixtures.processes import descendants
 
 pytestmark = pytest.mark.e2e
 
@@ -50,3 +51,4 @@ def test_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         # nats-server + each component
         assert len(descendants(platform.process.pid)) >= 1 + len(components)
     assert platform.process.returncode == 0
+    assert not platform.data_dir.exists()  # a clean stop leaves no data behind

@@ -33,20 +33,11 @@ from common.nats_server import free_port
 from common.settings import Settings
 from events.catalog import ChannelKeyRotated
 from ingest.bus import KEYS_DURABLE
+from tests.fixtures.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.fixtures.gateway import REPO_ROOT, gateway_env
 
 HARNESS_DIR = REPO_ROOT / "tests" / "live_harness"
 HLS_JS = HARNESS_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 START_TIMEOUT_S = 30.0
 
 
