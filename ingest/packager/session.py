@@ -1,13 +1,16 @@
 """One publisher connection: the media sink the RTMP server feeds, and what it sets off.
 
-    RTMP server ──sink calls──▶ SessionSink ──queue──▶ packager thread (Packager)
+    RTMP server ──sink calls──▶ SessionSink ──feed──▶ Packager (same event loop)
                                                             │ outputs
     JetStream ◀──event── publish task (event loop) ◀────────┘
                               └──put──▶ object store
 
-- The sink's methods only stamp the call with its arrival time and queue it: the
-  event loop never does packaging work (STYLE.md: CPU work off the loop). One worker
-  thread per session runs the sans-IO :class:`~ingest.packager.packager.Packager`.
+- The sink's methods stamp the call with its arrival time and feed the sans-IO
+  :class:`~ingest.packager.packager.Packager` at once, on the event loop. It is pure
+  Python (a few µs a frame), so a worker thread only moved it under the same GIL —
+  and handing every frame to a thread and waking it was the ingest's largest cost
+  (24 to 29 % of a process at 20 streams, issue #4). Only outputs (a part every
+  ~0.5 s) cross to the publish task.
 - One asyncio task per session stores each output and then publishes its event, in
   order: an event always names durable media (DESIGN.md "Media lands in the object
   store"). ``stream.started`` follows the init segment, ``stream.part`` each part,
@@ -29,8 +32,6 @@
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -137,7 +138,8 @@ class SessionSink:
         # Where this connection left the broadcast: set by the packager thread at Close.
         self.position: Future[Resume] = Future()
         self._loop = asyncio.get_running_loop()
-        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        # Commands held until the dropped connection's position is known (a reconnect).
+        self._held: list[Command] = []
         self._outbox: asyncio.Queue[list[Output]] = asyncio.Queue()
         self._closed = False
         self.close_reason: str | None = None
@@ -146,12 +148,14 @@ class SessionSink:
         self._thumbnail_due = 0.0  # monotonic; the first keyframe makes one at once
         self._thumbnail_busy = False
         self._thumbnail_failures = 0
-        self._thread = threading.Thread(
-            target=self._run_packager, name=f"packager-{session_id[:12]}", daemon=True
-        )
-        self._thread.start()
         self._task = self._loop.create_task(self._publish_outputs(), name=f"live-{session_id}")
         self._task.add_done_callback(lambda _task: self._on_done())
+        if resume_from is None:
+            self._start_packager(None)
+        else:
+            # A reconnect continues where the dropped connection's packager stopped: it
+            # knows once it has taken its Close (commands are held meanwhile).
+            resume_from.add_done_callback(self._resume_known)
 
     @property
     def task(self) -> asyncio.Task[None]:
@@ -207,48 +211,57 @@ class SessionSink:
             self._done_callbacks.append(callback)
 
     def _put(self, command: Command) -> None:
-        if not self._closed:
-            self._commands.put(command)
+        if self._closed:
+            return
+        if self._packager is None:
+            self._held.append(command)
+        else:
+            self._feed(self._packager, command)
 
     def _on_done(self) -> None:
         for callback in self._done_callbacks:
             callback()
 
-    # -- the packager thread ---------------------------------------------------------
+    # -- the packager (event loop) ---------------------------------------------------
 
-    def _run_packager(self) -> None:
+    def _resume_known(self, position: Future[Resume]) -> None:
+        # Set where the predecessor took its Close: on the loop, unless another thread did.
         try:
-            # A reconnect continues where the dropped connection's packager stopped; that
-            # thread sets it as soon as it has taken its Close (commands queue meanwhile).
-            resume = self._resume_from.result() if self._resume_from is not None else None
-            packager = self._packager = Packager(self._owner.config, self._log, resume)
-            self._feed_until_close(packager)
-        finally:
-            if not self.position.done():
-                made = self._packager
-                fallback = Resume(0, 0.0, 0, self._owner.config.part_target_s)
-                self.position.set_result(made.position() if made else fallback)
+            resume = position.result()
+        except Exception:  # its packager never started: begin at the broadcast's start
+            resume = None
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._start_packager, resume)
 
-    def _feed_until_close(self, packager: Packager) -> None:
-        while True:
-            command = self._commands.get()
-            try:
-                outputs = packager.feed(command)
-            except Exception:  # a packager bug must not take the ingest down
-                self._log.exception("packager failed on a command; skipped")
-                outputs = []
-                if isinstance(command, Close):
-                    position = packager.position()
-                    outputs = [Finished(command.reason, position.offset_s, 0)]
+    def _start_packager(self, resume: Resume | None) -> None:
+        try:
+            packager = Packager(self._owner.config, self._log, resume)
+        except Exception:  # a packager bug must not take the ingest down
+            self._log.exception("packager failed to start; this connection is not packaged")
+            fallback = Resume(0, 0.0, 0, self._owner.config.part_target_s)
+            self.position.set_result(resume or fallback)
+            self._closed = True  # nothing more to hold
+            self._outbox.put_nowait([Finished(self.close_reason or "error", 0.0, 0)])
+            return
+        self._packager = packager
+        held, self._held = self._held, []
+        for command in held:
+            self._feed(packager, command)
+
+    def _feed(self, packager: Packager, command: Command) -> None:
+        try:
+            outputs = packager.feed(command)
+        except Exception:  # a packager bug must not take the ingest down
+            self._log.exception("packager failed on a command; skipped")
+            outputs = []
             if isinstance(command, Close):
-                self.position.set_result(packager.position())
-            if outputs:
-                try:
-                    self._loop.call_soon_threadsafe(self._outbox.put_nowait, outputs)
-                except RuntimeError:  # the loop is gone (process shutting down)
-                    return
-            if isinstance(command, Close):
-                return
+                position = packager.position()
+                outputs = [Finished(command.reason, position.offset_s, 0)]
+        if isinstance(command, Close):
+            self.position.set_result(packager.position())
+        if outputs:
+            self._outbox.put_nowait(outputs)
 
     # -- storing and publishing (event loop) -----------------------------------------
 
