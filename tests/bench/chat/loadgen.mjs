@@ -316,8 +316,8 @@ async function runMain(config) {
     close_codes: closeCodes,
     loadgen_cpu_per_worker: results.map((r) => Math.round(r.cpu * 100) / 100),
   };
-  for (const child of children) if (child.connected) child.disconnect();
   console.log(JSON.stringify(result));
+  for (const child of children) if (child.connected) child.disconnect();
 }
 
 if (process.argv[2] === "--worker") runWorker();
