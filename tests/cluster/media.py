@@ -33,18 +33,6 @@ def make_video(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 async def upload(http: httpx.AsyncClient, headers: dict[str, str], data: bytes) -> str:
     created = await http.post(
         "/api/v2/upload/init",

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.cluster.conftest import Cluster, wait_for
-from tests.cluster.media import children_of, make_video, stored, upload
+from tests.cluster.media import make_video, stored, upload
+from tests.fixtures.processes import children_of
 from tests.integration.chat_stack import register
 
 pytestmark = pytest.mark.cluster
