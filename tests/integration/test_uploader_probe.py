@@ -10,7 +10,6 @@ import asyncio
 import fractions
 import io
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,11 +32,8 @@ PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/passwd\
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
-    store = LocalStore(tmp_path / "media")
-    await store.ensure_ready()
-    yield store
-    await store.close()
+def store(local_store: LocalStore) -> LocalStore:
+    return local_store  # the folder store of tests/fixtures/minio.py
 
 
 @pytest.fixture
