@@ -21,7 +21,7 @@ import nats
 from rich.console import Console
 from rich.table import Table
 
-from common.components import available_components
+from common.components import available_components, default_process_counts
 from common.db import migrate
 from common.logs import get_logger
 from common.nats_server import NatsServerProcess
@@ -72,8 +72,9 @@ class Child:
 
 
 def parse_process_counts(spec: str) -> dict[str, int]:
-    """``gateway=2,transcoder=2`` → {"gateway": 2, "transcoder": 2}."""
-    counts: dict[str, int] = {}
+    """``gateway=2,transcoder=2`` → {"gateway": 2, "transcoder": 2} over the defaults
+    (:func:`~common.components.default_process_counts`)."""
+    counts = default_process_counts()
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, number = item.partition("=")
         if not number.isdigit() or int(number) < 0:
@@ -144,6 +145,9 @@ class Supervisor:
         for component in components:
             for index in range(counts.get(component, 1)):
                 child_env = dict(env, VIDEOPICK_INSTANCE=f"{component}-{index}")
+                if component == "ingest" and counts.get(component, 1) > 1:
+                    # The kernel spreads publishers over the processes on one port.
+                    child_env.setdefault("VIDEOPICK_RTMP_REUSE_PORT", "true")
                 if component == "gateway" and index > 0:
                     # Extra gateways listen on the next ports; a proxy spreads the load.
                     child_env["VIDEOPICK_HTTP_PORT"] = str(self.settings.http_port + index)
