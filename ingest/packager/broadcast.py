@@ -12,6 +12,7 @@ numbers and decode times carrying on (:class:`~ingest.packager.packager.Resume`)
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -48,6 +49,9 @@ class Broadcast:
     linger: asyncio.Task[None] | None = None  # waiting for the publisher to come back
     ending: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Wall clock at the first publish: a store object older than this is another
+    # broadcast's (the live thumbnail, for the recording's poster).
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
     def newest(self) -> SessionSink | None:

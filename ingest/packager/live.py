@@ -330,12 +330,11 @@ class LivePackaging:
     async def _store_poster(self, broadcast: Broadcast, video_id: str) -> str:
         """The channel's live thumbnail as the recording's poster, if this broadcast made
         it (not a previous one's); its key, or "" (the transcode makes a poster later)."""
-        started = broadcast.started_event
         source = keys.thumbnail_key(broadcast.stream_id)
         try:
             info = await self.store.stat(source)
             # Store clocks may keep whole seconds only.
-            if started is None or info.last_modified < started.occurred_at.replace(microsecond=0):
+            if info.last_modified < broadcast.created_at.replace(microsecond=0):
                 return ""
             key = poster_key(video_id)
             await self.store.put(key, await self.store.read(source), content_type="image/jpeg")
