@@ -110,6 +110,8 @@ function runWorker() {
     });
   }
 
+  // The main process is gone (finished or failed): nobody wants these sockets.
+  process.on("disconnect", () => process.exit(0));
   process.on("message", async (msg) => {
     if (msg.cmd === "start") {
       const { config, index } = msg;
