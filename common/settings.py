@@ -261,6 +261,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
                 continue  # test-harness variables share the prefix
             raise SettingsError(f"unknown setting {key}")
         raw[name] = value
+    # The gateway's own address follows its port unless it is set (behind a proxy, TLS).
+    if "public_url" not in raw and "http_port" in raw:
+        raw["public_url"] = f"http://localhost:{raw['http_port']}"
     try:
         return msgspec.convert(_coerce(raw), Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as exc:
