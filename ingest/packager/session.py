@@ -438,6 +438,8 @@ class SessionSink:
         interval = self._owner.thumbnail_interval_s
         if interval <= 0 or self._thumbnail_busy or now < self._thumbnail_due or not self._avcc:
             return
+        if self._owner.thumbnails.busy:  # another stream's decode: try the next keyframe
+            return
         self._thumbnail_busy = True
         self._thumbnail_due = now + interval
         self._owner.spawn(self._make_thumbnail(self._avcc, keyframe))

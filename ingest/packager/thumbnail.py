@@ -10,7 +10,9 @@ that stalled every part ~1 s every 10 s (issue #4). The child also runs at a low
 CPU priority, and a decoder crash on a hostile keyframe only costs a thumbnail
 (RELIABILITY.md "decode in a subprocess"). A stream asks at most once per interval
 and never while its previous thumbnail is still being made, so a busy worker only
-skips thumbnails — it never delays a part.
+skips thumbnails — it never delays a part. At most one decode is in flight per
+process (:attr:`ThumbnailRenderer.busy`): a stream whose keyframe finds it busy tries
+its next keyframe, so streams stagger themselves instead of queueing.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ MAX_WIDTH = 640
 JPEG_QUALITY = 80
 # A keyframe this large is not a thumbnail's business (and bounds the decode's memory).
 MAX_KEYFRAME_BYTES = 8 * 1024 * 1024
-# A 1080p keyframe decodes in tens of milliseconds; a decode this slow is stuck.
-RENDER_TIMEOUT_S = 10.0
+# A 1080p keyframe decodes in tens of milliseconds; a decode this slow is stuck (the
+# bound also covers spawning the child, seconds on a loaded host).
+RENDER_TIMEOUT_S = 30.0
 # Thumbnails are background work: the child yields the core to the ingest's parts.
 CHILD_NICENESS = 10
 
@@ -88,6 +91,12 @@ class ThumbnailRenderer:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._in_flight = 0
+
+    @property
+    def busy(self) -> bool:
+        """A render is in flight: a new one would only wait in line."""
+        return self._in_flight > 0
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -103,6 +112,7 @@ class ThumbnailRenderer:
             raise ThumbnailError(f"keyframe of {len(keyframe)} bytes is too large for a thumbnail")
         loop = asyncio.get_running_loop()
         pool = self._executor()
+        self._in_flight += 1
         try:
             return await asyncio.wait_for(
                 loop.run_in_executor(pool, render_keyframe, avcc, keyframe), RENDER_TIMEOUT_S
@@ -110,6 +120,8 @@ class ThumbnailRenderer:
         except (BrokenProcessPool, TimeoutError) as exc:
             self._discard(pool)
             raise ThumbnailError(f"thumbnail process failed: {type(exc).__name__}") from exc
+        finally:
+            self._in_flight -= 1
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
         if self._pool is pool:

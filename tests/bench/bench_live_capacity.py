@@ -99,6 +99,35 @@ PROFILE_DIR = os.environ.get("VIDEOPICK_BENCH_PROFILE", "")
 CACHE = Path.home() / ".cache" / "videopick" / "bench"
 
 
+def listening_pids(pids: list[int], port: int) -> set[int]:
+    """Which of ``pids`` hold a listening TCP socket on ``port`` (Linux /proc)."""
+    inodes: set[str] = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    found: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if str(fd.readlink()) in inodes:
+                        found.add(pid)
+                        break
+    return found
+
+
+async def wait_listening(pids: list[int], port: int, timeout_s: float = 120.0) -> None:
+    """Until every ingest process listens (polling /proc: nothing to wait on instead)."""
+    deadline = time.monotonic() + timeout_s
+    while len(listening_pids(pids, port)) < len(pids):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not every ingest listens on {port} after {timeout_s} s")
+        await asyncio.sleep(0.2)
+
+
 @dataclass(frozen=True)
 class Clip:
     chunks: list[bytes]  # each tag as RTMP bytes
@@ -373,6 +402,9 @@ async def test_live_capacity(
                 ).pid
                 for i in range(INGESTS)
             ]
+            # The port answers as soon as the first one listens: wait for every one,
+            # or a slow starter gets no publishers at all.
+            await wait_listening(pids, port)
             nginx = stack.enter_context(nginx_rtmp(tmp_path / "nginx")) if PEER else None
             for index, n in enumerate(STEPS):
                 step = await run_step(n, index, port, pids, clip, key_publisher, gateway_settings)
@@ -402,9 +434,7 @@ async def test_live_capacity(
             f"{s.ingest_cpu / s.publishers:>10.2f}% {s.bench_cpu:>9.1f}% {s.max_lag_ms:>7.1f}ms"
         )
     if PEER:
-        print(
-            "\nCPU per stream, same publishers (% of one core): ours vs nginx-rtmp (hls on, 1 s)"
-        )
+        print("\nCPU per stream, same publishers (% of one core): ours vs nginx-rtmp (hls on, 1 s)")
         print(f"{'publishers':>10} {'ours':>8} {'nginx':>8} {'ours/nginx':>11}")
         for s in steps:
             ours, peer = s.ingest_cpu / s.publishers, s.peer_cpu / s.publishers
