@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+ID: Final = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 # Only these names are ever served: no path tricks reach the store (RELIABILITY.md).
 MEDIA_NAME: Final = re.compile(
     r"^(?:init\.mp4|seg(\d{1,9})\.m4s|part(\d{1,9})\.(\d{1,4})\.m4s|recording\.m3u8)$"

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 
-# Ids become key segments and URI path segments: keep them to a safe alphabet.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+# Ids become key segments and URI path segments: keep them to a safe alphabet (the
+# URL-safe base64 of secrets.token_urlsafe, so an id may start with '-' or '_').
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def check_id(kind: str, value: str) -> str:

@@ -43,3 +43,14 @@ def test_only_media_names_map_to_keys(stream: str, session: str, name: str) -> N
 def test_unsafe_ids_are_refused_by_the_packager() -> None:
     with pytest.raises(ValueError, match="not a safe id"):
         packager_keys.init_key("../x", "s")
+
+
+def test_every_token_urlsafe_id_is_a_valid_stream_id() -> None:
+    # The gateway mints stream ids with secrets.token_urlsafe: ~1 in 32 starts with - or _.
+    for stream_id in ("-aUZ5qx4XsqmkGve", "_leading", "plain0"):
+        assert packager_keys.check_id("stream", stream_id) == stream_id
+        assert gateway_keys.ID.fullmatch(stream_id)
+    for bad in ("", "a.b", "../x", "a/b", "x" * 129):
+        assert not gateway_keys.ID.fullmatch(bad)
+        with pytest.raises(ValueError, match="not a safe id"):
+            packager_keys.check_id("stream", bad)
