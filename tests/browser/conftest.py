@@ -9,8 +9,9 @@
   too, for a second reason: Playwright's sync API keeps its own event loop running in
   the main thread while it is open, and pytest-asyncio cannot run async tests beside
   it (the async web route tests live in tests/integration/test_web_routes.py).
-- ``screenshot``: saves a page to ``docs/screenshots/<name>.png`` (committed, the
-  README links them).
+- ``screenshot``: saves a page to ``test-artifacts/screenshots/<name>.png`` on every
+  run (git-ignored, CI keeps them). The README's copies in ``docs/screenshots/`` are
+  refreshed on purpose: ``VIDEOPICK_TEST_SCREENSHOTS=docs/screenshots make test``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from gateway.web.assets import vendor_present
 from tests.fixtures.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.fixtures.platform import REPO_ROOT, Platform, running_platform
 
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+SCREENSHOTS = REPO_ROOT / os.environ.get(
+    "VIDEOPICK_TEST_SCREENSHOTS", str(Path("test-artifacts") / "screenshots")
+)
 
 # The browser tests' name for the running platform (base_url, rtmp_url, logs_tail()).
 Stack = Platform
