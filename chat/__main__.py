@@ -9,6 +9,7 @@ import sys
 from chat.worker import ChatWorker
 from common.logs import configure_logging
 from common.settings import SettingsError, get_settings
+from events.metrics import serve_metrics
 
 
 async def _run() -> None:
@@ -31,6 +32,7 @@ def main() -> int:
         print(f"chat: configuration refused: {exc}", file=sys.stderr)
         return 2
     configure_logging("chat", settings.log_level, settings.log_json)
+    serve_metrics(settings, "chat")
     asyncio.run(_run())
     return 0
 

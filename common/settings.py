@@ -54,6 +54,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     s3_region: str = "us-east-1"
     s3_secure: bool = False
 
+    # Prometheus /metrics for non-HTTP components (chat, uploader, transcoder, ingest);
+    # 0 = off. The gateway serves its own on http_port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+
     # Gateway
     http_host: str = "127.0.0.1"
     http_port: int = 8080

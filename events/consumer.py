@@ -19,6 +19,7 @@ ack finds the row and skips the effect.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -38,6 +39,7 @@ from common.idempotency import claim_event
 from common.logs import get_logger
 from events.envelope import Event
 from events.errors import PermanentError
+from events.metrics import ACKED, CONSUMED, DEAD_LETTERED, HANDLER_SECONDS, RETRIED, event_type_of
 from events.streams import stream_for_subject
 
 log = get_logger(__name__)
@@ -115,7 +117,15 @@ def _one_line(error: BaseException | str) -> str:
 
 
 class AckPolicyMiddleware(BaseMiddleware):
-    """Acks, naks with backoff, or dead-letters every JetStream message (see module doc)."""
+    """Acks, naks with backoff, or dead-letters every JetStream message (see module doc).
+
+    Each outcome is counted and the handler timed (events/metrics.py), per consumer.
+    """
+
+    _started: float | None = None
+
+    async def on_receive(self) -> None:
+        self._started = time.perf_counter()
 
     async def after_processed(
         self,
@@ -129,8 +139,14 @@ class AckPolicyMiddleware(BaseMiddleware):
         meta = msg.metadata
         consumer = meta.consumer or ""
         policy = _policies.get(consumer, RetryPolicy())
+        event_type = event_type_of(msg.subject)
+        if self._started is not None:
+            HANDLER_SECONDS.labels(consumer, event_type).observe(
+                time.perf_counter() - self._started
+            )
         if exc_val is None:
             await msg.ack_sync()
+            CONSUMED.labels(consumer, event_type, ACKED).inc()
             return False
         if not isinstance(exc_val, Exception):
             return False  # cancellation / shutdown: leave it for redelivery
@@ -139,6 +155,7 @@ class AckPolicyMiddleware(BaseMiddleware):
         if poison or delivery >= policy.max_deliver:
             await dead_letter(msg, exc_val)
             await msg.term()
+            CONSUMED.labels(consumer, event_type, DEAD_LETTERED).inc()
             log.error(
                 "dead-lettered",
                 consumer=consumer,
@@ -151,6 +168,7 @@ class AckPolicyMiddleware(BaseMiddleware):
         else:
             delay = policy.delay_for(delivery)
             await msg.nak(delay=delay)
+            CONSUMED.labels(consumer, event_type, RETRIED).inc()
             log.warning(
                 "handler failed, will retry",
                 consumer=consumer,

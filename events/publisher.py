@@ -17,6 +17,7 @@ from nats.js.api import PubAck
 from common.logs import get_logger
 from events.catalog import encode_event
 from events.envelope import Event
+from events.metrics import PUBLISHED
 from events.streams import stream_for_subject
 
 log = get_logger(__name__)
@@ -73,5 +74,6 @@ class EventPublisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             else:
+                PUBLISHED.labels(self._producer, event.event_type()).inc()
                 return ack
         raise AssertionError("unreachable")

@@ -20,10 +20,12 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from faststream.nats import NatsBroker
+from prometheus_client import Gauge
 
 from common.db import create_engine, migrate, session_factory
 from common.logs import configure_logging, get_logger
 from common.settings import Settings, SettingsError, get_settings
+from events.metrics import serve_metrics
 from events.publisher import EventPublisher
 from ingest import bus
 from ingest.keys import KeyStore, PublisherLeases
@@ -33,6 +35,8 @@ from ingest.server import IngestConfig, IngestServer
 log = get_logger("ingest")
 
 Closer = Callable[[], Awaitable[None]]
+
+PUBLISHERS = Gauge("videopick_ingest_publishers", "RTMP publishers live in this process")
 
 
 async def packaging_sink_factory(
@@ -85,6 +89,7 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
             on_stop_requested=stop_lingering,
         )
         runtime.server = server
+        PUBLISHERS.set_function(lambda: len(server.live) if server is not None else 0)
         await server.start()
         log.info(
             "ingest ready",
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingest: configuration refused: {exc}", file=sys.stderr)
         return 2
     configure_logging("ingest", settings.log_level, settings.log_json)
+    serve_metrics(settings, "ingest")
 
     async def start() -> None:
         if args.migrate:

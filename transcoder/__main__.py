@@ -9,17 +9,23 @@ from __future__ import annotations
 import asyncio
 import signal
 
+from prometheus_client import Gauge
+
 from common.logs import configure_logging, get_logger
 from common.settings import get_settings
+from events.metrics import serve_metrics
 from transcoder.bus import COMPONENT, create_broker
 from transcoder.worker import TranscodeWorker
 
 log = get_logger(__name__)
 
+JOBS_RUNNING = Gauge("videopick_transcode_jobs_running", "Transcode children running now")
+
 
 async def serve() -> None:
     settings = get_settings()
     worker = TranscodeWorker(settings)
+    JOBS_RUNNING.set_function(lambda: len(worker.children))
     broker = create_broker(settings, worker=worker)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,6 +51,7 @@ async def serve() -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(COMPONENT, settings.log_level, settings.log_json)
+    serve_metrics(settings, COMPONENT)
     asyncio.run(serve())
 
 

@@ -14,6 +14,7 @@ import signal
 
 from common.logs import configure_logging, get_logger
 from common.settings import get_settings
+from events.metrics import serve_metrics
 from uploader.bus import COMPONENT
 from uploader.runtime import running_uploader
 
@@ -34,6 +35,7 @@ async def serve() -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(COMPONENT, settings.log_level, settings.log_json)
+    serve_metrics(settings, COMPONENT)
     asyncio.run(serve())
 
 
