@@ -212,19 +212,48 @@ def test_prometheus_scrapes_every_gateway_and_nats_node() -> None:
     assert targets - {"localhost"} <= services, targets - services
 
 
+def test_every_non_http_component_serves_metrics_where_prometheus_looks() -> None:
+    """Compose: VIDEOPICK_METRICS_PORT on every replica, listed in the scrape config;
+    k8s: the same port in each pod's env and prometheus.io/port annotation."""
+    config = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target for job in config["scrape_configs"]
+        for static in job.get("static_configs", []) for target in static["targets"]
+    }  # fmt: skip
+    services = compose()["services"]
+    deployments = {d["metadata"]["name"]: d for d in k8s_documents() if d["kind"] == "Deployment"}
+    for component in ("ingest", "chat", "uploader", "transcoder"):
+        for i in (1, 2):
+            env = services[f"{component}-{i}"]["environment"]
+            assert env["VIDEOPICK_METRICS_HOST"] == "0.0.0.0"
+            assert f"{component}-{i}:{env['VIDEOPICK_METRICS_PORT']}" in targets
+        template = deployments[component]["spec"]["template"]
+        port = template["metadata"]["annotations"]["prometheus.io/port"]
+        env_k8s = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+        assert env_k8s["VIDEOPICK_METRICS_PORT"] == port
+        assert env_k8s["VIDEOPICK_METRICS_HOST"] == "0.0.0.0"
+
+
 def test_grafana_dashboard_has_the_operator_panels() -> None:
     dashboard = json.loads((INFRA / "grafana" / "dashboards" / "videopick.json").read_text())
     titles = {panel["title"] for panel in dashboard["panels"]}
     for wanted in (
         "Live streams", "Viewers", "Chat deliveries/s", "Upload queue", "Transcode queue",
-        "Consumer lag (messages)", "Dead letters",
+        "Consumer lag (messages)", "Dead letters", "Consumer outcomes/s",
+        "Handler p95 by consumer",
     ):  # fmt: skip
         assert wanted in titles, wanted
     for panel in dashboard["panels"]:
         assert panel["targets"], panel["title"]
         assert all(t["expr"] for t in panel["targets"])
-    # Every videopick_* series the dashboard uses is one the gateway declares.
-    sources = [REPO / "gateway" / "metrics.py", REPO / "gateway" / "ops_metrics.py"]
+    # Every videopick_* series the dashboard uses is one a component declares.
+    sources = [
+        REPO / "gateway" / "metrics.py",
+        REPO / "gateway" / "ops_metrics.py",
+        REPO / "events" / "metrics.py",
+        REPO / "transcoder" / "__main__.py",
+        REPO / "ingest" / "__main__.py",
+    ]
     declared = {
         name.removesuffix("_total")
         for source in sources
@@ -237,4 +266,5 @@ def test_grafana_dashboard_has_the_operator_panels() -> None:
         for name in re.findall(r"videopick_[a-z_]+", target["expr"])
     }
     assert {"videopick_live_streams", "videopick_live_viewers", "videopick_chat_deliveries"} <= used
+    assert {"videopick_events_consumed", "videopick_event_handler_duration_seconds"} <= used
     assert used <= declared, used - declared
