@@ -11,11 +11,11 @@ decided one by one, so one bad message only fails itself (and is redelivered).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Final
 
 from chat.pipeline import ChatPipeline
 from common.logs import get_logger
+from common.tasks import cancel_and_wait
 from events.catalog import ChatMessage
 from events.envelope import Event
 
@@ -37,11 +37,8 @@ class DecisionBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-decisions")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for _, future in self._queue:
             if not future.done():
                 future.set_exception(RuntimeError("chat decisions stopped"))

@@ -10,7 +10,6 @@ JetStream's duplicate window keeps one; gateways also drop a window they have se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat.models import EffectWindowRow
 from common.logs import get_logger
+from common.tasks import cancel_and_wait
 from events.catalog import ChatEffect
 
 log = get_logger(__name__)
@@ -130,11 +130,8 @@ class EffectFlusher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def flush_once(self) -> int:
         now = self._clock_ms()

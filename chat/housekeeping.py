@@ -9,7 +9,6 @@ outcome, and sends nothing again: its outcome went out the first time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from typing import Final
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat.models import OutcomeRow
 from common.logs import get_logger
+from common.tasks import cancel_and_wait
 
 log = get_logger(__name__)
 
@@ -42,11 +42,8 @@ class Housekeeper:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

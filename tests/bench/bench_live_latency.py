@@ -63,12 +63,10 @@ from tests.bench.rtmp_publish import (
     message_for,
     read_flv_tags,
 )
-from tests.fixtures.gateway import gateway_process
 from tests.integration.live_stack import (
     chromium,
     ffmpeg_encode_args,
-    harness_server,
-    ingest_process,
+    player_stack,
     register_streamer,
     wait_playlist,
 )
@@ -303,11 +301,7 @@ async def test_live_latency_against_nginx_rtmp(
     gateway_settings: Settings, event_streams: JetStreamContext, tmp_path: Path
 ) -> None:
     with (
-        harness_server() as origin,
-        gateway_process(
-            gateway_settings, tmp_path / "gateway.log", {"VIDEOPICK_CORS_ORIGINS": origin}
-        ) as gateway_url,
-        ingest_process(gateway_settings, tmp_path / "ingest.log") as ingester,
+        player_stack(gateway_settings, tmp_path) as (origin, gateway_url, ingester),
         nginx_rtmp(tmp_path / "nginx") as nginx,
     ):
         streamer = await register_streamer(gateway_url, gateway_settings, "bench_streamer")

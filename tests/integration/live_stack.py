@@ -3,6 +3,7 @@
 - :func:`ingest_process`: ``python -m ingest`` (RTMP on a free port), ready when it accepts.
 - :func:`harness_server`: tests/live_harness (hls.js from npm, pinned by its lock file)
   from a small HTTP server on 127.0.0.1; its origin is what the gateway's CORS allows.
+- :func:`player_stack`: the harness page, a gateway whose CORS allows it, an ingest.
 - :func:`register_streamer`: a user over HTTP, and their stream key once ingest has it.
 - :func:`ffmpeg_publish`: the ffmpeg CLI encoding a test picture live, like OBS.
 - :func:`chromium`: Debian's Chromium under Playwright (never ``playwright install``).
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import nats
@@ -34,7 +35,7 @@ from common.settings import Settings
 from events.catalog import ChannelKeyRotated
 from ingest.bus import KEYS_DURABLE
 from tests.fixtures.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.fixtures.gateway import REPO_ROOT, gateway_env
+from tests.fixtures.gateway import REPO_ROOT, gateway_env, gateway_process
 
 HARNESS_DIR = REPO_ROOT / "tests" / "live_harness"
 HLS_JS = HARNESS_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
@@ -130,6 +131,25 @@ def harness_server() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class PlayerStack(NamedTuple):
+    origin: str  # the harness page's
+    gateway_url: str
+    ingest: IngestProcess
+
+
+@contextlib.contextmanager
+def player_stack(settings: Settings, tmp_path: Path) -> Iterator[PlayerStack]:
+    """The hls.js harness page, a gateway that allows its origin, and an ingest."""
+    with (
+        harness_server() as origin,
+        gateway_process(
+            settings, tmp_path / "gateway.log", {"VIDEOPICK_CORS_ORIGINS": origin}
+        ) as gateway_url,
+        ingest_process(settings, tmp_path / "ingest.log") as ingester,
+    ):
+        yield PlayerStack(origin, gateway_url, ingester)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,10 @@ import pytest
 from nats.js import JetStreamContext
 
 from common.settings import Settings
-from tests.fixtures.gateway import gateway_process
 from tests.integration.live_stack import (
     chromium,
     ffmpeg_publish,
-    harness_server,
-    ingest_process,
+    player_stack,
     register_streamer,
     stop_process,
     wait_playlist,
@@ -39,13 +37,7 @@ ADVANCE_S = 2.0
 async def test_hls_js_plays_the_live_stream_with_low_latency(
     gateway_settings: Settings, event_streams: JetStreamContext, tmp_path: Path
 ) -> None:
-    with (
-        harness_server() as origin,
-        gateway_process(
-            gateway_settings, tmp_path / "gateway.log", {"VIDEOPICK_CORS_ORIGINS": origin}
-        ) as gateway_url,
-        ingest_process(gateway_settings, tmp_path / "ingest.log") as ingester,
-    ):
+    with player_stack(gateway_settings, tmp_path) as (origin, gateway_url, ingester):
         streamer = await register_streamer(gateway_url, gateway_settings, "browser_streamer")
         # 640x360 keeps the encoder light on a shared machine; the chain is the same.
         publisher = ffmpeg_publish(
