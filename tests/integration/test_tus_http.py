@@ -364,6 +364,9 @@ async def test_a_cut_patch_keeps_what_arrived_and_the_upload_resumes(stack: Uplo
     assert (chunk.offset, chunk.length) == (0, 3 * MiB + 7)
     offset = await head_offset(stack, stack.alice, upload_id)
     assert offset == 3 * MiB + 7
+    # The chunk is durable (and announced) before the cut PATCH's handler lets go of
+    # the upload's lock; until then a new PATCH is rightly answered 423.
+    await wait_until(lambda: _unlocked(stack, upload_id), what="the cut PATCH to release its lock")
     response = await patch(stack, stack.alice, upload_id, offset, data[offset:])
     assert response.headers["upload-offset"] == str(len(data))
 
