@@ -31,6 +31,7 @@ from ingest import bus
 from ingest.keys import KeyStore, PublisherLeases
 from ingest.media import SinkFactory
 from ingest.server import IngestConfig, IngestServer
+from ingest.takeover import TakeoverLink
 
 log = get_logger("ingest")
 
@@ -57,7 +58,8 @@ async def packaging_sink_factory(
         finally:
             await store.close()
 
-    return packaging.create_session_sink, close, packaging.stop_stream
+    await packaging.start()  # hand-off of lingering broadcasts between ingest processes
+    return packaging.open_session_sink, close, packaging.stop_stream
 
 
 async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -69,6 +71,7 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
     broker = bus.create_broker(settings)
     runtime = bus.IngestRuntime(keys=keys)
     broker.context.set_global(bus.CONTEXT_KEY, runtime)
+    takeover = TakeoverLink(lambda: broker.connection)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -87,8 +90,10 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
             sink_factory=sink_factory,
             stats=EventPublisher(broker, producer=bus.COMPONENT),
             on_stop_requested=stop_lingering,
+            take_over=takeover.ask,
         )
         runtime.server = server
+        await takeover.serve(server.release_if_silent)
         PUBLISHERS.set_function(lambda: len(server.live) if server is not None else 0)
         await server.start()
         log.info(

@@ -8,10 +8,11 @@ Per connection, :class:`_Publisher` answers the RTMP core's events:
   (:class:`~ingest.keys.KeyStore`, constant-time compare); the channel must not be
   cooling down after a stop request; no other publisher may hold it — in this process
   (``IngestServer.live``) or any other (:class:`~ingest.keys.PublisherLeases`). A
-  publisher here that has sent no media for ``takeover_idle_s`` is a half-open
+  publisher that has sent no media for ``takeover_idle_s`` is a half-open
   connection (the encoder's network dropped, its reconnect arrives before our idle
   timeout): the new publish replaces it as if it had timed out, so the packager
-  continues the broadcast. Then the
+  continues the broadcast — here directly, in another process by asking it over NATS
+  (:mod:`ingest.takeover`). Then the
   packager's sink is created (:mod:`ingest.media`, the seam) and the publish accepted.
   A bad key is answered ``NetStream.Publish.BadName`` after a delay and the connection
   closed;
@@ -140,8 +141,12 @@ class IngestServer:
         stats: StatsPublisher | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_stop_requested: Callable[[str], Awaitable[Any]] | None = None,
+        take_over: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.config = config
+        # Asks the other ingest processes to drop a silent publisher of the channel
+        # (ingest/takeover.py); True once one did.
+        self.take_over = take_over
         # The packager's stop_stream: ends a broadcast lingering for a reconnect.
         self.on_stop_requested = on_stop_requested
         self.keys = keys
@@ -202,6 +207,17 @@ class IngestServer:
                 await self.on_stop_requested(stream_id)
             return False
         publisher.kick(reason)
+        return True
+
+    async def release_if_silent(self, stream_id: str) -> bool | None:
+        """Another process has a publish of the channel: drop ours if it is half-open.
+        None if the channel has no publisher here, False if ours still sends."""
+        holder = self.live.get(stream_id)
+        if holder is None:
+            return None
+        if holder.idle_s() < self.config.takeover_idle_s:
+            return False
+        await holder.replace()
         return True
 
     def cooldown_left(self, stream_id: str) -> float:
@@ -387,6 +403,10 @@ class _Publisher:
         session_id = new_event_id()
         try:
             claimed = await server.leases.claim(stream_id, session_id, server.config.lease_ttl_s)
+            if not claimed and server.take_over is not None and await server.take_over(stream_id):
+                claimed = await server.leases.claim(
+                    stream_id, session_id, server.config.lease_ttl_s
+                )
         except Exception as exc:
             log.error("publish refused: lease store unavailable", error=repr(exc))
             self._refuse(REJECTED, "publishing is unavailable right now; retry", "db")

@@ -12,17 +12,23 @@ Public surface:
 Inside: ``codecs`` (AVC/AAC records), ``fmp4`` (the writer), ``boxes`` (box splitter),
 ``cutter`` (part/segment rules), ``timeline`` (timestamp repair), ``packager`` (the
 sans-IO core), ``session`` (one connection: thread, store, events), ``broadcast`` and
-``live`` (broadcasts across reconnects), ``retention`` (part clean-up), ``thumbnail``,
+``live`` (broadcasts across reconnects), ``handoff`` (… and across ingest processes),
+``retention`` (part clean-up), ``thumbnail``,
 ``titles``, ``recording``, ``keys``.
 """
 
 from __future__ import annotations
+
+import os
+import socket
+import uuid
 
 from faststream.nats import NatsBroker
 
 from common.settings import Settings
 from common.store import ObjectStore
 from events.publisher import EventPublisher
+from ingest.packager.handoff import BroadcastHandoff
 from ingest.packager.live import LivePackaging
 from ingest.packager.packager import PackagerConfig
 from ingest.packager.session import PartObserver, PartTiming, SessionSink
@@ -58,6 +64,11 @@ def create_packaging(
         thumbnail_interval_s=settings.live_thumbnail_interval_s,
         # Lazy: the broker's connection exists once it has started.
         describe=channel_describer(lambda: broker.connection.jetstream()),  # noqa: PLW0108
+        # A reconnect that lands on another ingest process continues the broadcast there.
+        handoff=BroadcastHandoff(
+            lambda: broker.connection,
+            instance=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+        ),
     )
 
 

@@ -52,6 +52,11 @@ class Broadcast:
     # Wall clock at the first publish: a store object older than this is another
     # broadcast's (the live thumbnail, for the recording's poster).
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # Our last write of the channel's shared record (ingest/packager/handoff.py); None
+    # when there is no hand-off or the write failed.
+    revision: int | None = None
+    # Another process continues it: this one keeps no timer and ends nothing.
+    handed_off: bool = False
 
     @property
     def newest(self) -> SessionSink | None:
@@ -63,6 +68,7 @@ class Broadcast:
         return (
             window_s > 0
             and not self.ending
+            and not self.handed_off
             and newest is not None
             and newest.close_reason in RESUMABLE
         )

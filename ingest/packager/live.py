@@ -15,9 +15,11 @@ per publish and decides, when a connection closes, what becomes of its broadcast
   a publish of the same channel meanwhile continues it (same session id, media
   sequence and decode times carrying on, EXT-X-DISCONTINUITY), otherwise it ends then.
 
-Reconnects are continued by the ingest process that held the broadcast (the one the
-publisher's DNS name or load balancer sends it back to); a process that dies takes its
-lingering broadcasts with it.
+A reconnect may land on any ingest process (one per core on a shared port, replicas):
+with a :class:`~ingest.packager.handoff.BroadcastHandoff`, a lingering broadcast's
+state is in JetStream KV and :meth:`LivePackaging.open_session_sink` continues it
+wherever the publisher comes back; exactly one process ends a broadcast nobody came
+back to, even when its owner crashed (see that module).
 
 Part objects leave the store once no playlist lists them (:mod:`.retention`), and
 the rest of them a few target durations after the broadcast ends; segments stay.
@@ -27,16 +29,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import time
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
 from typing import Any
+
+import msgspec
 
 from common.logs import get_logger
 from common.store import ObjectNotFound, ObjectStore, StoreError
 from events.catalog import StreamEnded, StreamRecorded, VideoPublished
+from events.envelope import Event
 from ingest.packager import keys
 from ingest.packager.broadcast import RESUMABLE, Broadcast, ended_reason
-from ingest.packager.packager import Finished, PackagerConfig
+from ingest.packager.handoff import ORPHAN_GRACE_S, BroadcastHandoff, Shared
+from ingest.packager.packager import Finished, PackagerConfig, Resume
 from ingest.packager.recording import (
+    StoredSegment,
     Variant,
     build_recording,
     master_key,
@@ -55,6 +65,13 @@ log = get_logger(__name__)
 
 # (title, description) of a channel's broadcast, for its recording.
 Describe = Callable[[str], Awaitable[tuple[str, str]]]
+
+# How long a reconnect waits for another process to finish storing the dropped
+# connection's last media (its record turns from "live" to "lingering").
+HANDOFF_WAIT_S = 5.0
+HANDOFF_POLL_S = 0.05
+# How often each process looks for lingering broadcasts whose owner is gone.
+ORPHAN_SWEEP_S = 2.0
 
 
 class LivePackaging:
@@ -78,6 +95,7 @@ class LivePackaging:
         reconnect_window_s: float = 0.0,
         thumbnail_interval_s: float = 0.0,
         describe: Describe | None = None,
+        handoff: BroadcastHandoff | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -95,6 +113,18 @@ class LivePackaging:
         self._part_sweeps: dict[Broadcast, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.handoff = handoff
+        self._sweeper: asyncio.Task[None] | None = None
+        self._adopted_sub: Any = None
+
+    async def start(self) -> None:
+        """With a hand-off: hear adopted notices and sweep orphaned broadcasts."""
+        if self.handoff is None or self._sweeper is not None:
+            return
+        self._adopted_sub = await self.handoff.on_adopted(self._on_adopted)
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep_orphans_forever(), name="live-orphan-sweep"
+        )
 
     @property
     def sessions(self) -> dict[str, SessionSink]:
@@ -112,15 +142,19 @@ class LivePackaging:
         overwrite them, so it is refused (ValueError; the server then refuses the
         publish). A publish of a channel whose broadcast lingers continues it.
         """
+        broadcast = self._broadcasts.get(stream_id)
+        resume = broadcast is not None and broadcast.resumable(self.reconnect_window_s)
+        return self._attach(stream_id, session_id, user_id, resume_local=resume)
+
+    def _attach(
+        self, stream_id: str, session_id: str, user_id: str, *, resume_local: bool
+    ) -> SessionSink:
+        """A sink continuing this process's broadcast of the channel, or a new one's."""
         if session_id in self._sessions:
             raise ValueError(f"session {session_id!r} is already being packaged")
         broadcast = self._broadcasts.get(stream_id)
         newest = broadcast.newest if broadcast is not None else None
-        if (
-            broadcast is not None
-            and newest is not None
-            and broadcast.resumable(self.reconnect_window_s)
-        ):
+        if resume_local and broadcast is not None and newest is not None:
             if broadcast.linger is not None:
                 broadcast.linger.cancel()
                 broadcast.linger = None
@@ -145,6 +179,285 @@ class LivePackaging:
 
     def _forget(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
+
+    # -- across ingest processes (ingest/packager/handoff.py) ----------------------------
+
+    async def open_session_sink(self, stream_id: str, session_id: str, user_id: str) -> SessionSink:
+        """The RTMP server's sink factory: :meth:`create_session_sink`, except that a
+        broadcast lingering on ANY ingest process is continued here."""
+        if self.handoff is None:
+            return self.create_session_sink(stream_id, session_id, user_id)
+        try:
+            return await self._open_shared(self.handoff, stream_id, session_id, user_id)
+        except Exception as exc:  # the bus is down: as if there were one process
+            log.warning("broadcast hand-off unavailable", stream_id=stream_id, error=repr(exc))
+            return self.create_session_sink(stream_id, session_id, user_id)
+
+    async def _open_shared(
+        self, handoff: BroadcastHandoff, stream_id: str, session_id: str, user_id: str
+    ) -> SessionSink:
+        deadline = time.monotonic() + HANDOFF_WAIT_S
+        while True:
+            got = await handoff.read(stream_id)
+            if got is None:
+                return await self._start_shared(handoff, stream_id, session_id, user_id, None)
+            record, revision = got
+            local = self._broadcasts.get(stream_id)
+            mine = (
+                local is not None
+                and record.owner == handoff.instance
+                and local.session_id == record.session_id
+                and local.resumable(self.reconnect_window_s)
+            )
+            if record.state == "live" and not mine and time.monotonic() < deadline:
+                await asyncio.sleep(HANDOFF_POLL_S)  # its last media is being stored
+                continue
+            open_window = record.state == "lingering" and record.deadline > time.time()
+            if not (mine or open_window) or self.reconnect_window_s <= 0:
+                return await self._start_shared(handoff, stream_id, session_id, user_id, revision)
+            claim = msgspec.structs.replace(
+                record, state="live", owner=handoff.instance, deadline=0.0
+            )
+            claimed = await handoff.write(stream_id, claim, revision)
+            if claimed is None:
+                continue  # another process claimed or ended it first: look again
+            if mine and local is not None:
+                sink = self._attach(stream_id, session_id, user_id, resume_local=True)
+                local.revision = claimed
+                return sink
+            return await self._adopt(handoff, record, claimed, stream_id, session_id)
+
+    async def _start_shared(
+        self,
+        handoff: BroadcastHandoff,
+        stream_id: str,
+        session_id: str,
+        user_id: str,
+        last: int | None,
+    ) -> SessionSink:
+        sink = self._attach(stream_id, session_id, user_id, resume_local=False)
+        record = Shared(
+            state="live", owner=handoff.instance, session_id=session_id, user_id=user_id
+        )
+        sink.broadcast.revision = await handoff.write(stream_id, record, None)
+        if last is not None:
+            log.info("a new broadcast replaces the channel's shared record", stream_id=stream_id)
+        return sink
+
+    async def _adopt(
+        self,
+        handoff: BroadcastHandoff,
+        record: Shared,
+        revision: int,
+        stream_id: str,
+        session_id: str,
+    ) -> SessionSink:
+        """Continue a broadcast another ingest process held (its record is ours now)."""
+        if session_id in self._sessions:
+            raise ValueError(f"session {session_id!r} is already being packaged")
+        broadcast = Broadcast(
+            stream_id,
+            record.session_id,
+            record.user_id,
+            PartRetention(self.config.target_duration_s),
+            started_event=record.started_event,
+            started=record.started,
+            stored_segments=record.stored_segments,
+            segments=[StoredSegment(*s) for s in record.segments],
+            duration_s=record.duration_s,
+            last_reason=record.reason,
+            created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
+            revision=revision,
+        )
+        if record.has_init:
+            try:
+                broadcast.init = await self.store.read(keys.init_key(stream_id, record.session_id))
+            except (StoreError, OSError) as exc:  # the new connection stores it again
+                log.warning("init segment of the broadcast not read", error=repr(exc))
+        previous = self._broadcasts.get(stream_id)
+        if previous is not None and previous.linger is not None:
+            previous.linger.cancel()
+            previous.linger = None
+        self._broadcasts[stream_id] = broadcast
+        resume: Future[Resume] = Future()
+        if record.resume is not None:
+            resume.set_result(Resume(*record.resume))
+        else:
+            resume.set_exception(LookupError("the broadcast had not started packaging"))
+        sink = SessionSink(self, broadcast, session_id, resume_from=resume)
+        broadcast.connections.append(sink)
+        self._sessions[session_id] = sink
+        sink.add_done_callback(lambda: self._forget(session_id))
+        log.info(
+            "publisher reconnected to another ingest process; the broadcast goes on here",
+            stream_id=stream_id,
+            session_id=record.session_id,
+            connection=session_id,
+            previous_owner=record.owner,
+        )
+        try:
+            await handoff.announce_adopted(stream_id, record.session_id)
+        except Exception as exc:  # the old owner's CAS at its deadline still fails
+            log.warning("adopted notice not sent", stream_id=stream_id, error=repr(exc))
+        return sink
+
+    async def _on_adopted(self, stream_id: str, session_id: str, by: str) -> None:
+        """Another process continues the broadcast: no timer, no end here."""
+        if self.handoff is None or by == self.handoff.instance:
+            return
+        broadcast = self._broadcasts.get(stream_id)
+        if broadcast is None or broadcast.session_id != session_id or broadcast.ending:
+            return
+        self._let_go(broadcast, by)
+
+    def _let_go(self, broadcast: Broadcast, by: str) -> None:
+        if broadcast.handed_off:
+            return
+        broadcast.handed_off = True
+        if broadcast.linger is not None and broadcast.linger is not asyncio.current_task():
+            broadcast.linger.cancel()
+        broadcast.linger = None
+        if self._broadcasts.get(broadcast.stream_id) is broadcast:
+            del self._broadcasts[broadcast.stream_id]
+        log.info(
+            "broadcast continued by another ingest process",
+            stream_id=broadcast.stream_id,
+            session_id=broadcast.session_id,
+            by=by,
+        )
+        # Our parts the new owner's playlist still lists go once it no longer does.
+        parts = broadcast.retention.remaining()
+        if parts:
+            self.spawn(self._drop_parts_later(broadcast, parts))
+        broadcast.done.set()
+
+    async def _drop_parts_later(self, broadcast: Broadcast, parts: list[tuple[int, int]]) -> None:
+        await asyncio.sleep(broadcast.retention.keep_s)
+        self.drop_parts(broadcast, parts)
+
+    def _shared_record(
+        self, broadcast: Broadcast, sink: SessionSink, handoff: BroadcastHandoff
+    ) -> Shared:
+        position = sink.position.result() if sink.position.done() else None
+        resume = None
+        if position is not None:
+            resume = (
+                position.sequence,
+                position.offset_s,
+                position.fragment_sequence,
+                position.part_target_s,
+            )
+        return Shared(
+            state="lingering",
+            owner=handoff.instance,
+            session_id=broadcast.session_id,
+            user_id=broadcast.user_id,
+            deadline=time.time() + self.reconnect_window_s,
+            reason=broadcast.last_reason,
+            resume=resume,
+            has_init=broadcast.init is not None,
+            started_event=broadcast.started_event,
+            started=broadcast.started,
+            stored_segments=broadcast.stored_segments,
+            segments=[
+                (s.sequence, s.duration_s, s.discontinuity, s.byte_size) for s in broadcast.segments
+            ],
+            duration_s=broadcast.duration_s,
+            created_at=broadcast.created_at.timestamp(),
+        )
+
+    async def _share_lingering(self, broadcast: Broadcast, sink: SessionSink) -> None:
+        """Put the lingering broadcast where every ingest process can continue it."""
+        handoff = self.handoff
+        if handoff is None or broadcast.revision is None:
+            return
+        try:
+            written = await handoff.write(
+                broadcast.stream_id,
+                self._shared_record(broadcast, sink, handoff),
+                broadcast.revision,
+            )
+        except Exception as exc:  # it lingers here only
+            log.warning(
+                "lingering broadcast not shared", stream_id=broadcast.stream_id, error=repr(exc)
+            )
+            broadcast.revision = None
+            return
+        if written is None:  # continued meanwhile: whoever did holds the revision
+            log.info("lingering broadcast's record moved on", stream_id=broadcast.stream_id)
+            return
+        broadcast.revision = written
+
+    async def _claim_end(self, broadcast: Broadcast) -> bool:
+        """May this process end the broadcast? (CAS of its record to "ending".)"""
+        handoff = self.handoff
+        if handoff is None or broadcast.revision is None:
+            return True
+        try:
+            got = await handoff.read(broadcast.stream_id)
+            if got is None or got[1] != broadcast.revision:
+                self._let_go(broadcast, got[0].owner if got else "?")
+                return False
+            ending = msgspec.structs.replace(got[0], state="ending", owner=handoff.instance)
+            written = await handoff.write(broadcast.stream_id, ending, broadcast.revision)
+        except Exception as exc:  # the bus is down: end it here, as one process would
+            log.warning(
+                "broadcast end not coordinated", stream_id=broadcast.stream_id, error=repr(exc)
+            )
+            return True
+        if written is None:
+            self._let_go(broadcast, "?")
+            return False
+        broadcast.revision = written
+        return True
+
+    async def _forget_shared(self, broadcast: Broadcast) -> None:
+        if self.handoff is not None and broadcast.revision is not None:
+            await self.handoff.forget(broadcast.stream_id, broadcast.revision)
+
+    async def _sweep_orphans_forever(self) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_SWEEP_S)
+            try:
+                await self.sweep_orphans()
+            except Exception as exc:
+                log.warning("orphaned broadcasts not swept", error=repr(exc))
+
+    async def sweep_orphans(self, grace_s: float = ORPHAN_GRACE_S) -> int:
+        """End lingering broadcasts whose window closed ``grace_s`` ago and whose owner
+        did not end them (it crashed); how many this process ended."""
+        handoff = self.handoff
+        if handoff is None or self._closing:
+            return 0
+        ended = 0
+        for stream_id, record, revision in await handoff.expired(grace_s):
+            ending = msgspec.structs.replace(record, state="ending", owner=handoff.instance)
+            written = await handoff.write(stream_id, ending, revision)
+            if written is None:
+                continue  # its owner or another process got there first
+            log.warning(
+                "ending a broadcast whose ingest process is gone",
+                stream_id=stream_id,
+                session_id=record.session_id,
+                owner=record.owner,
+            )
+            broadcast = Broadcast(
+                stream_id,
+                record.session_id,
+                record.user_id,
+                PartRetention(self.config.target_duration_s),
+                started_event=record.started_event,
+                started=record.started,
+                stored_segments=record.stored_segments,
+                segments=[StoredSegment(*s) for s in record.segments],
+                duration_s=record.duration_s,
+                last_reason=record.reason,
+                created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
+                revision=written,
+            )
+            await self.end_broadcast(broadcast)
+            ended += 1
+        return ended
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work (thumbnails, part deletion) owned by this object."""
@@ -174,14 +487,20 @@ class LivePackaging:
                 reason=finished.reason,
                 window_s=self.reconnect_window_s,
             )
+            await self._share_lingering(broadcast, sink)
+            if broadcast.newest is not sink or broadcast.handed_off:
+                return  # continued meanwhile (here or elsewhere)
             broadcast.linger = asyncio.get_running_loop().create_task(
                 self._linger(broadcast), name=f"linger-{broadcast.session_id}"
             )
             return
-        await self.end_broadcast(broadcast)
+        if await self._claim_end(broadcast):
+            await self.end_broadcast(broadcast)
 
     async def _linger(self, broadcast: Broadcast) -> None:
         await asyncio.sleep(self.reconnect_window_s)
+        if not await self._claim_end(broadcast):
+            return  # another process continued it, or ended it
         broadcast.linger = None
         await self.end_broadcast(broadcast)
 
@@ -194,6 +513,8 @@ class LivePackaging:
         broadcast.linger.cancel()
         broadcast.linger = None
         broadcast.last_reason = "stop_requested"
+        if not await self._claim_end(broadcast):
+            return False
         await self.end_broadcast(broadcast)
         return True
 
@@ -216,32 +537,47 @@ class LivePackaging:
             await self._announce_end(broadcast)
         finally:
             broadcast.done.set()
+            with contextlib.suppress(Exception):
+                await self._forget_shared(broadcast)
             self._part_sweeps[broadcast] = asyncio.get_running_loop().create_task(
                 self._sweep_parts_later(broadcast)
             )
 
+    async def _publish(self, broadcast: Broadcast, event: Event) -> bool:
+        try:
+            await self.publisher.publish(event, correlation_id=broadcast.session_id)
+        except Exception as exc:
+            log.error(
+                "live event not published",
+                stream_id=broadcast.stream_id,
+                event_type=event.event_type(),
+                error=repr(exc),
+            )
+            return False
+        return True
+
     async def _announce_end(self, broadcast: Broadcast) -> None:
-        newest = broadcast.newest
-        if newest is None or not broadcast.started:
+        if not broadcast.started:
             log.info(
                 "publish ended before anything was playable",
                 stream_id=broadcast.stream_id,
                 reason=broadcast.last_reason,
             )
             return
-        await newest.publish(
+        await self._publish(
+            broadcast,
             StreamEnded(
                 stream_id=broadcast.stream_id,
                 session_id=broadcast.session_id,
                 reason=ended_reason(broadcast.last_reason),
                 duration_s=broadcast.duration_s,
                 segment_count=broadcast.stored_segments,
-            )
+            ),
         )
         if self.record and broadcast.stored_segments:
-            await self._record(broadcast, newest)
+            await self._record(broadcast)
 
-    async def _record(self, broadcast: Broadcast, sink: SessionSink) -> None:
+    async def _record(self, broadcast: Broadcast) -> None:
         stream_id, session_id = broadcast.stream_id, broadcast.session_id
         try:
             built = await build_recording(self.store, stream_id, session_id)
@@ -271,7 +607,8 @@ class LivePackaging:
             segments=segments,
             video_id=video_id,
         )
-        recorded = await sink.publish(
+        recorded = await self._publish(
+            broadcast,
             StreamRecorded(
                 stream_id=stream_id,
                 session_id=session_id,
@@ -283,12 +620,13 @@ class LivePackaging:
                 title=title,
                 description=description,
                 playlist_key=playlist_key,
-            )
+            ),
         )
         if recorded and master:
             started = broadcast.started_event
             poster = await self._store_poster(broadcast, video_id)
-            await sink.publish(
+            await self._publish(
+                broadcast,
                 VideoPublished(
                     event_id=published_event_id(video_id),
                     video_id=video_id,
@@ -302,7 +640,7 @@ class LivePackaging:
                     height=started.height if started else 0,
                     origin="recording",
                     stream_id=stream_id,
-                )
+                ),
             )
 
     async def _store_master(self, broadcast: Broadcast, video_id: str, playlist_key: str) -> str:
@@ -394,6 +732,15 @@ class LivePackaging:
         """Close every connection, end every broadcast now (lingering ones too), sweep
         their parts, and wait for the last events (ingest shutdown)."""
         self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._adopted_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._adopted_sub.unsubscribe()
+            self._adopted_sub = None
         sinks = list(self._sessions.values())
         for sink in sinks:
             sink.close("shutdown")  # a no-op for sinks the server already closed
@@ -404,6 +751,8 @@ class LivePackaging:
                 if broadcast.linger is not None:
                     broadcast.linger.cancel()
                     broadcast.linger = None
+                    if not await self._claim_end(broadcast):
+                        continue  # another process continues it
                 await self.end_broadcast(broadcast)
                 await broadcast.done.wait()  # also one another task was ending
             sweeps = list(self._part_sweeps.items())

@@ -39,3 +39,7 @@ class PartRetention:
             _, old, count = self._segments.popleft()
             expired += [(old, index) for index in range(count)]
         return expired
+
+    def remaining(self) -> list[tuple[int, int]]:
+        """Every (sequence, part index) not yet returned by :meth:`add_segment`."""
+        return [(seq, index) for _, seq, count in self._segments for index in range(count)]
