@@ -213,7 +213,7 @@ class IngestServer:
         """Another process has a publish of the channel: drop ours if it is half-open.
         None if the channel has no publisher here, False if ours still sends."""
         holder = self.live.get(stream_id)
-        if holder is None:
+        if holder is None or holder.session is None:  # none, or the asking publish itself
             return None
         if holder.idle_s() < self.config.takeover_idle_s:
             return False
