@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import functools
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 from common.store import _localfs as fs
+from common.store._appender import open_appender
 from common.store.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONTENT_TYPE,
@@ -54,8 +54,9 @@ __all__ = ["LocalStore"]
 
 T = TypeVar("T")
 
-# Gather small async chunks into one write per thread hop.
-WRITE_BUFFER = 1024 * 1024
+# Gather small async chunks into one write per thread hop (two such buffers per
+# streamed write: one fills while the other is written).
+WRITE_BUFFER = 2 * 1024 * 1024
 MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _PART_NAME = re.compile(r"part-(\d{5})")
@@ -125,25 +126,42 @@ class LocalStore(ObjectStore):
         handle, tmp = await _run(
             lambda: fs.open_temp(self.root, final, key, make_parents=make_parents)
         )
+        appender = open_appender(handle, tmp, WRITE_BUFFER)
+        # The blocking step on its way (a full buffer's write, then the finish). Always
+        # awaited through a shield: a cancelled caller must not close the file under
+        # a thread still writing to it.
+        writing: asyncio.Future[None] | None = None
         try:
             total = 0
-            buffer = bytearray()
             async for chunk in aiter_body(data):
                 total += len(chunk)
                 if length is not None and total > length:
                     # Stop at once: a lying length must not let a client fill the disk.
                     raise LengthMismatch(f"body for {key!r} announced {length} bytes, sent more")
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER:
-                    await _run(functools.partial(fs.write_behind, handle, buffer))
-                    buffer.clear()
-            if buffer:
-                await _run(functools.partial(fs.write_behind, handle, buffer))
+                view = memoryview(chunk)
+                while view:
+                    view = view[appender.fill(view) :]
+                    if appender.full:
+                        if writing is not None:
+                            await asyncio.shield(writing)
+                        writing = asyncio.ensure_future(_run(appender.take_full()))
+            if writing is not None:
+                await asyncio.shield(writing)
             check_length(key, length, total)
-            await _run(lambda: fs.finish_temp(handle))
+
+            def finish() -> None:
+                appender.finish()
+                fs.finish_temp(handle)
+
+            writing = asyncio.ensure_future(_run(finish))
+            await asyncio.shield(writing)
         except BaseException:
+            if writing is not None:
+                await asyncio.gather(writing, return_exceptions=True)
+            appender.close()
             await _run(lambda: fs.discard_temp(handle, tmp))
             raise
+        appender.close()
         return tmp
 
     async def put(

@@ -1,0 +1,180 @@
+"""Streaming a body into a temp file, fast and ready for one final fsync.
+
+A streamed object (a tus chunk of 8 MiB, a part) must be durable when its write
+returns. Through the page cache that costs dearly: the final fsync waits for the whole
+writeback, and ``dd bs=8M oflag=dsync`` reaches only about 190 MB/s on the test
+machine's disk. Written with ``O_DIRECT`` from page-aligned buffers the same bytes go
+to the device as they arrive, at over 1.2 GB/s with a flush per 8 MiB (measured with
+``dd oflag=direct,dsync`` and in Python), and the final fsync is left with the size
+and the few bytes of an unaligned tail.
+
+:class:`DirectAppender` fills two aligned buffers in turn: while one is written on a
+worker thread the event loop fills the other, so the disk works while the network
+still delivers. Where ``O_DIRECT`` is refused (tmpfs, other systems)
+:class:`BufferedAppender` writes through the page cache and starts the writeback at
+once (``sync_file_range``), which keeps the final fsync short too.
+
+Both only write; :func:`~common.store._localfs.finish_temp` makes the file durable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+# O_DIRECT wants the buffer address, the length and the file offset aligned to the
+# device's logical block; 4096 covers every block size in use (mmap is page aligned).
+_ALIGN = 4096
+_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writeback, do not wait
+
+
+class Appender(Protocol):
+    """Bytes in, in order; a full buffer out to the file on a worker thread."""
+
+    def fill(self, data: memoryview) -> int:
+        """Copy as much of ``data`` as the current buffer takes; return how much."""
+        ...
+
+    @property
+    def full(self) -> bool: ...
+
+    def take_full(self) -> Callable[[], None]:
+        """The write of the full buffer (run it on a thread); filling goes on meanwhile
+        in the other buffer, which must not be full again before that write ended."""
+        ...
+
+    def finish(self) -> None:
+        """Write what is buffered (blocking); the file then holds every byte filled."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_appender(handle: BinaryIO, path: Path, buffer_size: int) -> Appender:
+    """The direct appender where the file system takes ``O_DIRECT``, else the buffered."""
+    direct = DirectAppender.open(handle, path, buffer_size)
+    return direct if direct is not None else BufferedAppender(handle, buffer_size)
+
+
+class DirectAppender:
+    def __init__(self, handle: BinaryIO, direct_fd: int, buffer_size: int) -> None:
+        if buffer_size % _ALIGN:
+            raise ValueError(f"buffer size {buffer_size} is not a multiple of {_ALIGN}")
+        self._handle = handle
+        self._fd = direct_fd
+        self._buffers: tuple[mmap.mmap, ...] = tuple(mmap.mmap(-1, buffer_size) for _ in range(2))
+        self._current = 0
+        self._used = 0
+        self._offset = 0  # where the current buffer's first byte goes in the file
+
+    @classmethod
+    def open(cls, handle: BinaryIO, path: Path, buffer_size: int) -> DirectAppender | None:
+        flag = getattr(os, "O_DIRECT", 0)
+        if not flag:
+            return None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | flag)
+        except OSError:  # EINVAL: this file system does not do direct I/O
+            return None
+        return cls(handle, fd, buffer_size)
+
+    def fill(self, data: memoryview) -> int:
+        buffer = self._buffers[self._current]
+        count = min(len(data), len(buffer) - self._used)
+        buffer[self._used : self._used + count] = data[:count]
+        self._used += count
+        return count
+
+    @property
+    def full(self) -> bool:
+        return self._used == len(self._buffers[self._current])
+
+    def take_full(self) -> Callable[[], None]:
+        buffer, offset = self._buffers[self._current], self._offset
+        self._offset += self._used
+        self._current, self._used = 1 - self._current, 0
+        return lambda: _pwrite_all(self._fd, memoryview(buffer), offset)
+
+    def finish(self) -> None:
+        view = memoryview(self._buffers[self._current])[: self._used]
+        aligned = self._used - self._used % _ALIGN
+        if aligned:
+            _pwrite_all(self._fd, view[:aligned], self._offset)
+        if aligned < self._used:  # the unaligned tail goes through the page cache
+            _pwrite_all(self._handle.fileno(), view[aligned:], self._offset + aligned)
+        self._offset += self._used
+        self._used = 0
+
+    def close(self) -> None:
+        """Only once no write is in flight. The buffers are left to the collector: an
+        explicit ``mmap.close`` fails while a traceback still holds a view of one."""
+        os.close(self._fd)
+        self._buffers = ()
+
+
+class BufferedAppender:
+    def __init__(self, handle: BinaryIO, buffer_size: int) -> None:
+        self._handle = handle
+        self._size = buffer_size
+        self._buffer = bytearray()
+
+    def fill(self, data: memoryview) -> int:
+        count = min(len(data), self._size - len(self._buffer))
+        self._buffer += data[:count]
+        return count
+
+    @property
+    def full(self) -> bool:
+        return len(self._buffer) >= self._size
+
+    def take_full(self) -> Callable[[], None]:
+        data, self._buffer = self._buffer, bytearray()
+        return lambda: write_behind(self._handle, data)
+
+    def finish(self) -> None:
+        if self._buffer:
+            write_behind(self._handle, self._buffer)
+            self._buffer = bytearray()
+
+    def close(self) -> None:
+        return None
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
+
+
+def _load_start_writeback() -> Callable[[int, int, int], None]:
+    """Linux's sync_file_range(2) with SYNC_FILE_RANGE_WRITE: queue a range for writing
+    to disk now, without waiting. Elsewhere a no-op (the final fsync does it all)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        sync_file_range = libc.sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    sync_file_range.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> None:
+        sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a hint: errors ignored
+
+    return start
+
+
+_start_writeback = _load_start_writeback()
+
+
+def write_behind(handle: BinaryIO, data: bytes | bytearray) -> None:
+    """Append ``data`` and start writing it back at once, so that the fsync ending a
+    streamed object waits for its last bytes only."""
+    start = handle.tell()
+    handle.write(data)
+    handle.flush()
+    _start_writeback(handle.fileno(), start, len(data))

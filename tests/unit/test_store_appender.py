@@ -1,0 +1,135 @@
+"""The folder store's streaming writers: every byte lands where it belongs, whatever the
+chunking, on the direct path and on the page-cache fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from common.store import _appender
+from common.store._appender import Appender, BufferedAppender, DirectAppender
+from common.store.local import WRITE_BUFFER, LocalStore
+
+pytestmark = pytest.mark.unit
+
+BUFFER = 64 * 1024
+
+
+def direct(handle: BinaryIO, path: Path) -> Appender:
+    appender = DirectAppender.open(handle, path, BUFFER)
+    assert appender is not None, "this file system refuses O_DIRECT: the direct path is untested"
+    return appender
+
+
+def buffered(handle: BinaryIO, path: Path) -> Appender:
+    return BufferedAppender(handle, BUFFER)
+
+
+def append_all(appender: Appender, chunks: list[bytes]) -> None:
+    """What the store does, with each full buffer written before the next fills up."""
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            view = view[appender.fill(view) :]
+            if appender.full:
+                appender.take_full()()
+    appender.finish()
+    appender.close()
+
+
+def random_chunks(rng: random.Random, data: bytes) -> list[bytes]:
+    chunks, at = [], 0
+    while at < len(data):
+        size = rng.choice([1, 7, 4095, 4096, 4097, BUFFER - 1, BUFFER, 3 * BUFFER + 5])
+        chunks.append(data[at : at + size])
+        at += size
+    return chunks
+
+
+@pytest.mark.parametrize("make", [direct, buffered], ids=["direct", "buffered"])
+@pytest.mark.parametrize(
+    "size", [0, 1, 4095, 4096, 4097, BUFFER, BUFFER + 1, 2 * BUFFER, 5 * BUFFER + 123]
+)
+def test_every_byte_lands_in_order(
+    tmp_path: Path, make: Callable[[BinaryIO, Path], Appender], size: int
+) -> None:
+    rng = random.Random(size)
+    data = rng.randbytes(size)
+    path = tmp_path / "object"
+    with path.open("xb") as handle:
+        append_all(make(handle, path), random_chunks(rng, data))
+        os.fsync(handle.fileno())
+    assert path.read_bytes() == data
+
+
+def test_a_buffer_size_off_the_block_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "object"
+    with path.open("xb") as handle, pytest.raises(ValueError, match="multiple of 4096"):
+        DirectAppender(handle, os.open(path, os.O_WRONLY), 1000)
+
+
+def test_without_direct_io_the_buffered_appender_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A system without O_DIRECT (macOS; Python built without it).
+    monkeypatch.delattr(os, "O_DIRECT")
+    path = tmp_path / "object"
+    with path.open("xb") as handle:
+        assert isinstance(_appender.open_appender(handle, path, BUFFER), BufferedAppender)
+
+
+async def body(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        await asyncio.sleep(0)
+        yield chunk
+
+
+async def test_a_streamed_put_across_many_buffers_keeps_every_byte(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "media")
+    await store.ensure_ready()
+    rng = random.Random(5)
+    data = rng.randbytes(3 * WRITE_BUFFER + 4321)
+    chunks = [data[i : i + 65_000] for i in range(0, len(data), 65_000)]
+    info = await store.put("uploads/big.bin", body(chunks), length=len(data))
+    assert info.size == len(data)
+    assert (tmp_path / "media" / "uploads" / "big.bin").read_bytes() == data
+
+
+async def test_a_body_that_fails_midway_leaves_no_temp_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "media")
+    await store.ensure_ready()
+
+    async def failing() -> AsyncIterator[bytes]:
+        for _ in range(5):  # past two buffers: one write in flight when it fails
+            yield bytes(WRITE_BUFFER // 2 + 1)
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await store.put("uploads/cut.bin", failing())
+    assert [p.name for p in (tmp_path / "media" / "uploads").iterdir()] == []
+
+
+async def test_a_cancelled_put_waits_for_its_write_and_cleans_up(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "media")
+    await store.ensure_ready()
+    stalled = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield bytes(WRITE_BUFFER)
+        stalled.set()
+        await asyncio.sleep(3600)
+        yield b""
+
+    put = asyncio.create_task(store.put("uploads/stalled.bin", stalling()))
+    await stalled.wait()
+    put.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    assert [p.name for p in (tmp_path / "media" / "uploads").iterdir()] == []
