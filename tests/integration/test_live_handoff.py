@@ -313,12 +313,14 @@ async def key_publisher(
     await broker.stop()
 
 
-async def channel_for(publisher: EventPublisher) -> Channel:
+async def channel_for(publisher: EventPublisher, settings: Settings) -> Channel:
+    """A channel the running ingest processes know, with its broadcast's title."""
     stream_id, key = secrets.token_hex(6), secrets.token_urlsafe(32)
     user_id = f"user-{stream_id}"
     await publisher.publish(
         ChannelKeyRotated(stream_id=stream_id, user_id=user_id, key_hash=hash_key(key))
     )
+    await ingest_caught_up(settings)  # before the title: it counts every channel.* message
     await publisher.publish(
         ChannelUpdated(
             stream_id=stream_id, user_id=user_id, title="Two halves", description="dropped once"
@@ -347,14 +349,13 @@ async def test_the_window_outlives_a_crashed_ingest_process(
     tmp_path: Path,
 ) -> None:
     """A lingers a dropped broadcast and is SIGKILLed; the reconnect to B continues it."""
-    channel = await channel_for(key_publisher)
     env = {"VIDEOPICK_LIVE_RECONNECT_WINDOW_S": "60", "VIDEOPICK_LIVE_THUMBNAIL_INTERVAL_S": "0"}
     js = event_streams
     with (
         ingest_process(gateway_settings, tmp_path / "ingest-a.log", env) as a,
         ingest_process(gateway_settings, tmp_path / "ingest-b.log", env) as b,
     ):
-        await ingest_caught_up(gateway_settings)
+        channel = await channel_for(key_publisher, gateway_settings)
         first = await ffmpeg(rtmp(a.port, channel.key), seconds=30)
         try:
             await until(lambda: _count_at_least(js, channel.stream_id, 3), "3 segments from A")
@@ -392,14 +393,13 @@ async def test_a_crashed_ingest_process_s_lingering_broadcast_is_ended_by_anothe
     tmp_path: Path,
 ) -> None:
     """Nobody comes back after A crashed: B ends the broadcast, once, with its recording."""
-    channel = await channel_for(key_publisher)
     env = {"VIDEOPICK_LIVE_RECONNECT_WINDOW_S": "3", "VIDEOPICK_LIVE_THUMBNAIL_INTERVAL_S": "0"}
     js = event_streams
     with (
         ingest_process(gateway_settings, tmp_path / "ingest-a.log", env) as a,
         ingest_process(gateway_settings, tmp_path / "ingest-b.log", env),
     ):
-        await ingest_caught_up(gateway_settings)
+        channel = await channel_for(key_publisher, gateway_settings)
         first = await ffmpeg(rtmp(a.port, channel.key), seconds=30)
         try:
             await until(lambda: _count_at_least(js, channel.stream_id, 2), "2 segments from A")
