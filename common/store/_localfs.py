@@ -271,8 +271,3 @@ def prune_empty(root: Path, folder: Path) -> None:
             break  # not empty (or a writer just used it): stop here
         folder = folder.parent
     fsync_dir(folder if folder.exists() else root)
-
-
-def copy_into(target: BinaryIO, source: BinaryIO) -> None:
-    while chunk := source.read(COPY_BUFFER):
-        target.write(chunk)

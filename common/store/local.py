@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 from common.store import _localfs as fs
-from common.store._appender import open_appender
+from common.store._appender import copy_all, open_appender
 from common.store.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONTENT_TYPE,
@@ -348,9 +349,16 @@ class LocalStore(ObjectStore):
             check_part_sizes([(f"part {p.number}", stored[p.number].size) for p in parts])
             handle, tmp = fs.open_temp(self.root, final, upload.key)
             try:
-                for part in parts:
-                    with (folder / f"part-{part.number:05d}").open("rb") as source:
-                        fs.copy_into(handle, source)
+                with contextlib.ExitStack() as sources:
+                    copy_all(
+                        handle,
+                        tmp,
+                        (
+                            sources.enter_context((folder / f"part-{p.number:05d}").open("rb"))
+                            for p in parts
+                        ),
+                        WRITE_BUFFER,
+                    )
                 fs.finish_temp(handle)
             except BaseException:
                 fs.discard_temp(handle, tmp)
@@ -417,8 +425,7 @@ class LocalStore(ObjectStore):
                 check_part_sizes(sizes)
                 target, tmp = fs.open_temp(self.root, final, dest)
                 try:
-                    for handle in handles:
-                        fs.copy_into(target, handle)
+                    copy_all(target, tmp, handles, WRITE_BUFFER)
                     fs.finish_temp(target)
                 except BaseException:
                     fs.discard_temp(target, tmp)

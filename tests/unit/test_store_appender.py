@@ -68,6 +68,32 @@ def test_every_byte_lands_in_order(
     assert path.read_bytes() == data
 
 
+@pytest.mark.parametrize("make", [direct, buffered], ids=["direct", "buffered"])
+def test_copy_all_concatenates_sources_of_any_size(
+    tmp_path: Path, make: Callable[[BinaryIO, Path], Appender], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Aligned and unaligned sizes in a row: after an odd one the buffer position is
+    # unaligned, and the next source must be read without O_DIRECT.
+    sizes = [3 * 4096, 5000, 1, 8192, BUFFER + 7, 0, 2 * BUFFER]
+    rng = random.Random(9)
+    blobs = [rng.randbytes(size) for size in sizes]
+    paths = []
+    for number, blob in enumerate(blobs):
+        paths.append(tmp_path / f"part-{number}")
+        paths[-1].write_bytes(blob)
+    monkeypatch.setattr(_appender, "open_appender", lambda h, p, size: make(h, p))
+    target = tmp_path / "object"
+    with target.open("xb") as handle:
+        sources = [path.open("rb") for path in paths]
+        try:
+            _appender.copy_all(handle, target, sources, BUFFER)
+        finally:
+            for source in sources:
+                source.close()
+        os.fsync(handle.fileno())
+    assert target.read_bytes() == b"".join(blobs)
+
+
 def test_a_buffer_size_off_the_block_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "object"
     with path.open("xb") as handle, pytest.raises(ValueError, match="multiple of 4096"):
