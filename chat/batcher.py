@@ -11,9 +11,11 @@ decided one by one, so one bad message only fails itself (and is redelivered).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Final
 
 from chat.pipeline import ChatPipeline
+from chat.stages import STAGES
 from common.logs import get_logger
 from common.tasks import cancel_and_wait
 from events.catalog import ChatMessage
@@ -29,6 +31,7 @@ class DecisionBatcher:
         self.pipeline = pipeline
         self.max_batch = max_batch
         self._queue: list[tuple[ChatMessage, asyncio.Future[list[Event]]]] = []
+        self._queued_at: dict[str, float] = {}  # event id → monotonic (STAGES only)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # for metrics and tests
@@ -48,6 +51,9 @@ class DecisionBatcher:
         if self._task is None:  # not started (a tool, a test): decide inline
             return await self.pipeline.decide(message)
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        if STAGES.enabled:
+            STAGES.add("transit", time.time() * 1000 - message.occurred_at.timestamp() * 1000)
+            self._queued_at[message.event_id] = time.monotonic()
         self._queue.append((message, future))
         self._wake.set()
         return await future
@@ -63,8 +69,15 @@ class DecisionBatcher:
 
     async def _decide(self, batch: list[tuple[ChatMessage, asyncio.Future[list[Event]]]]) -> None:
         self.batches += 1
+        started = time.monotonic()
+        if STAGES.enabled:
+            STAGES.add("size", len(batch))
+            for message, _ in batch:
+                queued_at = self._queued_at.pop(message.event_id, started)
+                STAGES.add("queued", (started - queued_at) * 1000)
         try:
             outcomes = await self.pipeline.decide_batch([m for m, _ in batch])
+            STAGES.add("batch", (time.monotonic() - started) * 1000)
         except Exception:
             if len(batch) > 1:
                 log.warning("chat batch failed, deciding one by one", size=len(batch))

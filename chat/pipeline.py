@@ -1,19 +1,26 @@
 """Deciding one ``chat.message``: accept (with the channel's next offset) or refuse.
 
-One database transaction per message, in this order:
+One database transaction per batch of messages (``chat.batcher``), in this order:
 
-1. claim the event (``processed_events``): a redelivery finds the claim and gets the
-   stored outcome back instead of a second decision;
-2. lock the channel's row: decisions of one channel run one at a time across every
+1. claim the events (``processed_events``, one statement): a redelivery finds the claim
+   and gets the stored outcome back instead of a second decision;
+2. lock the channels' rows: decisions of one channel run one at a time across every
    chat worker, so the offsets (``last_offset + 1``) follow the decision order with no
    gap, and per-channel state (slow mode, buckets, bans) is read and written safely;
+   then what the batch's senders need (bans, buckets, moderator rights, names) is read
+   with one statement each, not one per message;
 3. the rules, each refusing with a code and a reason the sender sees:
    text (length, control characters) → bans and timeouts → slow mode → rate limit →
    banned words → link policy → super chat funds;
    or, for ``/commands``: parse → rights (streamer; mods for all but /mod) → apply;
 4. on acceptance: the message row (history), the user's bucket, effect counts, the
    ledger transfer for a super chat;
-5. the outcome events, stored with the claim (``chat_outcomes``).
+5. the outcome events, stored with the claim (``chat_outcomes``); message and outcome
+   rows go in with one INSERT each at the end of the batch.
+
+Every statement costs a round trip and, on a busy machine, a context switch: a batch
+runs a fixed handful of them whatever its size (the chat bench: ~20 ms for a batch of
+one message with a dozen statements per message, before).
 
 The caller publishes the outcome after commit; if that fails the message is
 redelivered, finds its claim, and the same events (same ids: JetStream drops
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat import ledger, ratelimit
@@ -49,7 +56,7 @@ from chat.models import (
 from chat.sql import insert_ignore
 from chat.text import banned_word_in, check_text, contains_link, effects_in
 from chat.tiers import MAX_AMOUNT, superchat_info
-from common.idempotency import claim_event
+from common.idempotency import claim_events
 from common.settings import Settings
 from events.catalog import (
     ChatAccepted,
@@ -65,6 +72,10 @@ from events.envelope import Event
 
 CONSUMER: Final = "chat"
 COMPONENT: Final = "chat"
+
+
+# Names kept across batches, at most (a few MB).
+MAX_CACHED_NAMES: Final = 50_000
 
 
 def now_ms() -> int:
@@ -89,20 +100,29 @@ class Rules:
 @dataclass
 class _Batch:
     """What the decisions of one transaction look up once: the locked channel rows, and
-    per channel its owner, moderators and banned words, and user names. A command may
-    change a channel's moderators or words: it forgets that channel's entries."""
+    per channel its owner, moderators, banned words, and per sender its ban and bucket,
+    and user names. A command may change a channel's moderators, words or bans: it
+    forgets that channel's entries (the next decision reads them again).
+
+    ``messages`` and ``outcomes``: rows to insert when the batch's decisions are made.
+    """
 
     channels: dict[str, ChannelRow] = field(default_factory=dict)
     owners: dict[str, str | None] = field(default_factory=dict)
     mods: dict[tuple[str, str], bool] = field(default_factory=dict)
     words: dict[str, frozenset[str]] = field(default_factory=dict)
     names: dict[str, str | None] = field(default_factory=dict)
+    bans: dict[tuple[str, str], BanRow | None] = field(default_factory=dict)
+    states: dict[tuple[str, str], UserStateRow | None] = field(default_factory=dict)
+    messages: list[dict[str, object]] = field(default_factory=list)
+    outcomes: list[dict[str, object]] = field(default_factory=list)
 
     def forget(self, stream_id: str) -> None:
         self.owners.pop(stream_id, None)
         self.words.pop(stream_id, None)
-        for key in [k for k in self.mods if k[0] == stream_id]:
-            del self.mods[key]
+        for cache in (self.mods, self.bans):
+            for key in [k for k in cache if k[0] == stream_id]:
+                del cache[key]
 
 
 @dataclass
@@ -148,15 +168,18 @@ def new_channel(stream_id: str) -> dict[str, object]:
 
 async def lock_channel(session: AsyncSession, stream_id: str) -> ChannelRow:
     """The channel's row, created if new, locked until the transaction ends."""
-    await insert_ignore(session, ChannelRow, new_channel(stream_id), ["stream_id"])
     # FOR UPDATE on PostgreSQL; SQLite has a single writer and ignores it (the claim's
     # INSERT already holds the write lock).
-    channel = await session.scalar(
+    locking = (
         select(ChannelRow)
         .where(ChannelRow.stream_id == stream_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+    channel = await session.scalar(locking)
+    if channel is None:  # new: create it (a concurrent creator wins), then lock it
+        await insert_ignore(session, ChannelRow, new_channel(stream_id), ["stream_id"])
+        channel = await session.scalar(locking)
     assert channel is not None
     return channel
 
@@ -171,27 +194,118 @@ class ChatPipeline:
         self.sessions = sessions
         self.rules = rules
         self.clock_ms = clock_ms
+        # Across batches, only what never changes once known: a channel's streamer and
+        # a user's name (an unknown one is looked up again: it may register later).
+        self._owners: dict[str, str] = {}
+        self._names: dict[str, str] = {}
 
     async def decide(self, message: ChatMessage) -> list[Event]:
-        async with self.sessions.begin() as session:
-            return await self._decide_in(session, message, _Batch())
+        return (await self.decide_batch([message]))[0]
 
     async def decide_batch(self, messages: list[ChatMessage]) -> list[list[Event]]:
         """Several decisions in one transaction (group commit), in the given order.
 
-        Each sees the ones before it (the session flushes before every query), so the
-        outcome is the one ``decide`` would give one after the other; a busy channel
-        pays one commit per batch instead of one per message.
+        Each sees the ones before it (the batch's lookups are updated as decisions
+        change them, and a command makes them be read again), so the outcome is the
+        one ``decide`` would give one after the other; a busy channel pays one commit
+        and a few statements per batch instead of a dozen per message.
         """
         batch = _Batch()
         async with self.sessions.begin() as session:
-            return [await self._decide_in(session, message, batch) for message in messages]
+            claimed = await claim_events(session, CONSUMER, [m.event_id for m in messages])
+            await self._prefetch(session, batch, [m for m in messages if m.event_id in claimed])
+            decided: dict[str, list[Event]] = {}
+            results: list[list[Event]] = []
+            for message in messages:
+                events = decided.get(message.event_id)
+                if events is None:
+                    if message.event_id in claimed:
+                        events = await self._decide_claimed(session, message, batch)
+                    else:
+                        events = await _stored_outcome(session, message.event_id)
+                    decided[message.event_id] = events
+                results.append(events)
+            if batch.messages:
+                await session.execute(insert(MessageRow), batch.messages)
+            if batch.outcomes:
+                await session.execute(insert(OutcomeRow), batch.outcomes)
+        return results
 
-    async def _decide_in(
+    async def _prefetch(
+        self, session: AsyncSession, batch: _Batch, messages: list[ChatMessage]
+    ) -> None:
+        """Lock the batch's channels (in one order: two workers never wait on each
+        other in a circle) and read its senders' bans, buckets, rights and names."""
+        senders: dict[str, set[str]] = {}
+        for message in messages:
+            users = senders.setdefault(message.stream_id, set())
+            if message.user.id:
+                users.add(message.user.id)
+        for sid in sorted(senders):
+            batch.channels[sid] = await lock_channel(session, sid)
+            owner = await self._owner(session, batch, sid)
+            users = senders[sid]
+            if not users:
+                continue
+            bans = {
+                ban.user_id: ban
+                for ban in await session.scalars(
+                    select(BanRow).where(BanRow.stream_id == sid, BanRow.user_id.in_(users))
+                )
+            }
+            states = {
+                state.user_id: state
+                for state in await session.scalars(
+                    select(UserStateRow).where(
+                        UserStateRow.stream_id == sid, UserStateRow.user_id.in_(users)
+                    )
+                )
+            }
+            for user_id in users:
+                batch.bans[(sid, user_id)] = bans.get(user_id)
+                batch.states[(sid, user_id)] = states.get(user_id)
+            others = users - {owner}
+            if others:
+                mods = set(
+                    await session.scalars(
+                        select(ModRow.user_id).where(
+                            ModRow.stream_id == sid, ModRow.user_id.in_(others)
+                        )
+                    )
+                )
+                for user_id in others:
+                    batch.mods[(sid, user_id)] = user_id in mods
+        everyone = {u for users in senders.values() for u in users}
+        unnamed = everyone - self._names.keys()
+        if unnamed:
+            rows = await session.execute(
+                select(ChatUserRow.user_id, ChatUserRow.username).where(
+                    ChatUserRow.user_id.in_(unnamed)
+                )
+            )
+            for user_id, username in rows:
+                self._names[user_id] = username
+            if len(self._names) > MAX_CACHED_NAMES:
+                self._names.clear()  # a rough bound: it fills again with the active ones
+        for user_id in everyone:
+            batch.names[user_id] = self._names.get(user_id)
+
+    async def _owner(self, session: AsyncSession, batch: _Batch, stream_id: str) -> str | None:
+        if stream_id in batch.owners:
+            return batch.owners[stream_id]
+        owner_id = self._owners.get(stream_id)
+        if owner_id is None:
+            owner_id = await session.scalar(
+                select(ChatUserRow.user_id).where(ChatUserRow.stream_id == stream_id).limit(1)
+            )
+            if owner_id is not None:
+                self._owners[stream_id] = owner_id
+        batch.owners[stream_id] = owner_id
+        return owner_id
+
+    async def _decide_claimed(
         self, session: AsyncSession, message: ChatMessage, batch: _Batch
     ) -> list[Event]:
-        if not await claim_event(session, CONSUMER, message.event_id):
-            return await _stored_outcome(session, message.event_id)
         # Locked once per transaction: the lock (and the row) hold until the commit.
         channel = batch.channels.get(message.stream_id)
         if channel is None:
@@ -204,12 +318,14 @@ class ChatPipeline:
             events = await self._command(ctx)
         else:
             events = await self._message(ctx)
-        session.add(
-            OutcomeRow(
-                event_id=message.event_id,
-                events=msgspec.json.encode([msgspec.Raw(encode_event(e)) for e in events]).decode(),
-                created_at=dt.datetime.now(dt.UTC),
-            )
+        batch.outcomes.append(
+            {
+                "event_id": message.event_id,
+                "events": msgspec.json.encode(
+                    [msgspec.Raw(encode_event(e)) for e in events]
+                ).decode(),
+                "created_at": dt.datetime.now(dt.UTC),
+            }
         )
         return events
 
@@ -217,13 +333,7 @@ class ChatPipeline:
         self, session: AsyncSession, channel: ChannelRow, message: ChatMessage, batch: _Batch
     ) -> _Context:
         sid = channel.stream_id
-        if sid in batch.owners:
-            owner_id = batch.owners[sid]
-        else:
-            owner_id = await session.scalar(
-                select(ChatUserRow.user_id).where(ChatUserRow.stream_id == sid).limit(1)
-            )
-            batch.owners[sid] = owner_id
+        owner_id = await self._owner(session, batch, sid)
         user_id = message.user.id
         is_owner = owner_id is not None and owner_id == user_id
         is_mod = is_owner
@@ -245,10 +355,11 @@ class ChatPipeline:
         problem = check_text(message.text, self.rules.max_chars)
         if problem is not None:
             return ctx.reject(*problem)
-        banned = await _ban_of(session, channel.stream_id, user_id, now)
+        banned = await _ban_of(ctx, user_id)
         if banned is not None:
             return ctx.reject(*banned)
-        state = await session.get(UserStateRow, (channel.stream_id, user_id))
+        key = (channel.stream_id, user_id)
+        state = await _state_of(ctx, key)
         if channel.slow_mode_s > 0 and not ctx.is_mod and state is not None:
             wait_ms = state.last_message_ms + channel.slow_mode_s * 1000 - now
             if wait_ms > 0:
@@ -284,6 +395,7 @@ class ChatPipeline:
         if state is None:
             state = UserStateRow(stream_id=channel.stream_id, user_id=user_id)
             session.add(state)
+            ctx.batch.states[key] = state
         state.tokens = verdict.bucket.tokens
         state.tokens_at_ms = verdict.bucket.at_ms
         state.last_message_ms = now
@@ -293,18 +405,18 @@ class ChatPipeline:
         user = ChatUser(id=user_id, name=name or message.user.name or f"user-{user_id[-6:]}")
         counts = effects_in(message.text)
         effects = sorted(counts)
-        session.add(
-            MessageRow(
-                stream_id=channel.stream_id,
-                seq=offset,
-                message_id=message.message_id,
-                user_id=user_id,
-                user_name=user.name,
-                text=message.text,
-                ts_ms=now,
-                effects=msgspec.json.encode(effects).decode(),
-                superchat=msgspec.json.encode(superchat).decode() if superchat else None,
-            )
+        ctx.batch.messages.append(
+            {
+                "stream_id": channel.stream_id,
+                "seq": offset,
+                "message_id": message.message_id,
+                "user_id": user_id,
+                "user_name": user.name,
+                "text": message.text,
+                "ts_ms": now,
+                "effects": msgspec.json.encode(effects).decode(),
+                "superchat": msgspec.json.encode(superchat).decode() if superchat else None,
+            }
         )
         if counts:
             await add_counts(session, channel.stream_id, now, counts)
@@ -513,17 +625,27 @@ async def _username(ctx: _Context, user_id: str) -> str | None:
     return names[user_id]
 
 
-async def _ban_of(
-    session: AsyncSession, stream_id: str, user_id: str, now: int
-) -> tuple[str, str] | None:
-    ban = await session.get(BanRow, (stream_id, user_id))
+async def _state_of(ctx: _Context, key: tuple[str, str]) -> UserStateRow | None:
+    if key in ctx.batch.states:
+        return ctx.batch.states[key]
+    return await ctx.session.get(UserStateRow, key)
+
+
+async def _ban_of(ctx: _Context, user_id: str) -> tuple[str, str] | None:
+    key = (ctx.channel.stream_id, user_id)
+    if key in ctx.batch.bans:
+        ban = ctx.batch.bans[key]
+    else:  # a command in this batch may have changed the bans: read again
+        ban = await ctx.session.get(BanRow, key)
     if ban is None:
         return None
+    now = ctx.now
     if ban.until_ms is None:
         return "banned", "you are banned from this chat"
     if ban.until_ms > now:
         return "timed_out", f"you are timed out for {-(-(ban.until_ms - now) // 1000)} more s"
-    await session.delete(ban)  # expired
+    await ctx.session.delete(ban)  # expired
+    ctx.batch.bans[key] = None
     return None
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 
 from sqlalchemy import update
@@ -26,6 +27,7 @@ from chat.housekeeping import Housekeeper
 from chat.models import ChatUserRow
 from chat.pipeline import COMPONENT, ChatPipeline, Rules, now_ms
 from chat.sql import insert_ignore
+from chat.stages import STAGES
 from common.logs import get_logger
 from common.settings import Settings
 from events.catalog import ChatMessage, ChatTopup, UserRegistered
@@ -74,8 +76,10 @@ class ChatService:
     async def on_message(self, message: ChatMessage) -> None:
         events = await self.batcher.decide(message)
         self.decided += 1
+        started = time.monotonic()
         for event in events:
             await self._publish(event)
+        STAGES.add("publish", (time.monotonic() - started) * 1000)
 
     async def on_user_registered(self, event: UserRegistered) -> None:
         async def upsert(session: AsyncSession) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from chat.bus import CONTEXT_KEY, create_broker
 from chat.pipeline import now_ms
 from chat.service import COMPONENT, ChatService
+from chat.stages import STAGES
 from common.db import create_engine, session_factory
 from common.logs import get_logger
 from common.settings import Settings
@@ -21,6 +22,7 @@ log = get_logger(__name__)
 class ChatWorker:
     def __init__(self, settings: Settings, *, clock_ms: Callable[[], int] = now_ms) -> None:
         self.settings = settings
+        STAGES.enabled = settings.chat_stages
         self.engine = create_engine(
             settings.resolved_database_url, application_name=f"videopick-{COMPONENT}"
         )

@@ -107,6 +107,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     chat_pong_timeout_s: float = 8.0
     # Users (ids) allowed to top up wallets outside env=dev.
     chat_admin_user_ids: tuple[str, ...] = ()
+    # Log where a message's time goes in the chat worker (chat/stages.py; benchmarks).
+    chat_stages: bool = False
 
     # Ingest
     rtmp_host: str = "127.0.0.1"

@@ -183,11 +183,17 @@ async def run_load(config: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def chat_worker_process(settings: Settings, log: Path) -> Iterator[None]:
-    """``python -m chat``, as ``videopick up`` runs it, without the rate limit."""
+    """``python -m chat``, as ``videopick up`` runs it, without the rate limit; it logs
+    its stage timings (chat.stages) for :func:`print_stages`."""
     env = gateway_env(
         settings,
         0,
-        {"VIDEOPICK_CHAT_RATE_BURST": "1000000", "VIDEOPICK_CHAT_RATE_PER_S": "1000000"},
+        {
+            "VIDEOPICK_CHAT_RATE_BURST": "1000000",
+            "VIDEOPICK_CHAT_RATE_PER_S": "1000000",
+            "VIDEOPICK_CHAT_STAGES": "1",
+            "VIDEOPICK_LOG_LEVEL": "INFO",
+        },
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -239,6 +245,14 @@ async def videopick(
         await chat_knows(config.resolved_database_url, account)
         ws_urls = [u.replace("http://", "ws://") + "/connection/websocket" for u in urls]
         yield ws_urls, account.token, f"chat:{account.stream_id}"
+
+
+def print_stages(log: Path) -> None:
+    """The chat worker's stage timings (ms, p50/p99 per 5 s) during the runs."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "chat stages" in line]
+    print(f"\nchat worker stages (ms p50/p99 every 5 s; size = messages per batch): {len(lines)}")
+    for line in lines:
+        print("  " + line[line.index("chat stages") :])
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -309,6 +323,8 @@ async def test_chat_fanout_against_centrifugo_and_ws(
                     rows.append((name, rate, result))
                     print(f"{name} @ {rate}/s: {json.dumps(result)}")
     print_table(rows)
+    if (tmp_path / "chat.log").exists():
+        print_stages(tmp_path / "chat.log")
     for name, _rate, result in rows:
         if "error" in result and not name.startswith("videopick"):
             continue  # a peer that fell over is in the table; ours may not

@@ -192,6 +192,57 @@ async def test_moderation_rights(pipeline: ChatPipeline, users: Users, clock: Fa
     assert rejected(await pipeline.decide(users.message("", "hi"))).code == "not_allowed"
 
 
+def outcome_of(events: list[Event]) -> str:
+    """An outcome in one word: the refusal code, the command, or the offset."""
+    first = events[0]
+    if isinstance(first, ChatRejected):
+        return first.code
+    if isinstance(first, ChatModeration):
+        return f"/{first.action}"
+    return f"#{accepted(events).offset}"
+
+
+async def test_a_batch_decides_as_one_by_one(
+    pipeline: ChatPipeline, users: Users, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """One transaction, read once per batch: a command changes what the messages after
+    it in the same batch see; a duplicate or redelivered event is decided once."""
+    moderation(await pipeline.decide(users.message(users.owner, "/mod moddy")))
+    moderation(await pipeline.decide(users.message("u-mod", "/timeout alice 30")))
+    twice = users.message("u-bob", "twice")
+    batch = [
+        users.message("u-alice", "hi"),
+        users.message(users.owner, "/ban alice"),  # replaces the timeout read above
+        users.message("u-alice", "still?"),
+        users.message("u-bob", "frog"),
+        users.message("u-mod", "/banword frog"),
+        users.message("u-bob", "frog"),
+        twice,
+        users.message(users.owner, "/unban alice"),
+        users.message("u-alice", "back"),
+        twice,
+    ]
+    outcomes = await pipeline.decide_batch(batch)
+    assert [outcome_of(o) for o in outcomes] == [
+        "timed_out",
+        "/ban",
+        "banned",
+        "#1",
+        "/banword",
+        "banned_word",
+        "#2",
+        "/unban",
+        "#3",
+        "#2",
+    ]
+    assert outcomes[-1] == outcomes[6]
+    # Redelivered as a batch: the stored outcomes, nothing decided or stored again.
+    assert await pipeline.decide_batch(batch) == outcomes
+    async with sessions() as session:
+        texts = (await session.scalars(select(MessageRow.text).order_by(MessageRow.seq))).all()
+    assert texts == ["frog", "twice", "back"]
+
+
 async def test_banned_words_and_links(pipeline: ChatPipeline, users: Users) -> None:
     moderation(await pipeline.decide(users.message(users.owner, "/banword heck")))
     refusal = rejected(await pipeline.decide(users.message("u-alice", "what the HECK")))
