@@ -10,7 +10,7 @@ Worker side (the component's event loop)::
 Child side (``python -m transcoder.child``, one process per job)::
 
     child.py      entry point: limits, die-with-parent, the message channel
-    job.py        probe → stills → ladder → playlists → master, in that order
+    job.py        probe → ladder (stills beside it) → playlists → master, in that order
     source.py     opening untrusted input safely; probe; rotation
     ladder.py     which renditions (never upscaled)
     pipeline.py   decode once, fan frames out to the renditions

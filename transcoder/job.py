@@ -1,15 +1,19 @@
 """One transcode job, start to finish, in the child process.
 
-Order matters for readers of the store: poster and thumbnails first (the cheapest
-useful output), then every segment, then the media playlists, the sprite, and the
-master playlist last. A master playlist in the store means the whole video is there.
+Order matters for readers of the store: every segment before the media playlists,
+the sprite, and the master playlist last. A master playlist in the store means the
+whole video is there. Poster and thumbnails (a second, keyframe-only decode) run on
+their own thread beside the ladder: done serially first they left one core idle
+while the ladder waited; beside it they land long before the first segment does.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from common.store import ObjectNotFound
 from events.catalog import Rendition
@@ -99,32 +103,45 @@ def run_job(spec: JobSpec, emit: Emit, bridge: StoreBridge | None = None) -> Res
         report = _Reporter(emit, info.duration_s, time.monotonic())
         uploads = Uploads(bridge)
         report("thumbnails", 0.0, force=True)
-        poster_key, thumbnail_keys = _stills(
-            bridge=bridge, spec=spec, info=info, top=rungs[0], uploads=uploads, prefix=prefix
-        )
         sprite = SpriteSheet.for_video(
             rungs[0].width,
             rungs[0].height,
             info.duration_s,
             tile_width=settings.transcode_sprite_tile_width,
         )
-        with StoreReader(bridge, spec.source_key) as reader, open_source(reader) as container:
-            stats = encode_ladder(
-                container,
-                info,
-                rungs,
+        with ThreadPoolExecutor(1, thread_name_prefix="stills") as pool:
+            stills = pool.submit(
+                _stills,
+                bridge=bridge,
+                spec=spec,
+                info=info,
+                top=rungs[0],
                 uploads=uploads,
-                key_prefix=prefix,
-                encoder_settings=EncoderSettings(
-                    preset=settings.transcode_preset,
-                    crf=CRF,
-                    keyframe_s=settings.transcode_keyframe_s,
-                    segment_s=settings.transcode_segment_s,
-                ),
-                audio_kbps=settings.transcode_audio_kbps,
-                sprite=sprite,
-                progress=lambda position: report("encoding", position),
+                prefix=prefix,
             )
+
+            def encoding(position: float) -> None:
+                _raise_if_failed(stills)  # a source without a poster stops the ladder early
+                report("encoding", position)
+
+            with StoreReader(bridge, spec.source_key) as reader, open_source(reader) as container:
+                stats = encode_ladder(
+                    container,
+                    info,
+                    rungs,
+                    uploads=uploads,
+                    key_prefix=prefix,
+                    encoder_settings=EncoderSettings(
+                        preset=settings.transcode_preset,
+                        crf=CRF,
+                        keyframe_s=settings.transcode_keyframe_s,
+                        segment_s=settings.transcode_segment_s,
+                    ),
+                    audio_kbps=settings.transcode_audio_kbps,
+                    sprite=sprite,
+                    progress=encoding,
+                )
+            poster_key, thumbnail_keys = stills.result()
         duration = stats.duration_s or info.duration_s
         report("uploading", duration, force=True)
         uploads.wait()  # every segment is stored before a playlist names it
@@ -165,6 +182,11 @@ def _probe(bridge: StoreBridge, spec: JobSpec) -> SourceInfo:
             duration_hint_s=spec.duration_hint_s,
             max_duration_s=spec.settings.transcode_max_duration_s,
         )
+
+
+def _raise_if_failed(future: Future[Any]) -> None:
+    if future.done() and (error := future.exception()) is not None:
+        raise error
 
 
 def _stills(

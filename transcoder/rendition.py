@@ -178,6 +178,11 @@ class RenditionEncoder:
         # for every rendition: aligned GOPs); x264's own keyint is only a backstop and
         # scene-cut keyframes are off, since they would differ between sizes.
         context.gop_size = max(2, math.ceil(float(self.fps) * self.settings.keyframe_s * 2))
+        # PyAV defaults every codec to slice threads, which libx264 turns into
+        # sliced_threads=1 (2 slices, the encode call waits for each frame): the top
+        # rung then cannot fill both cores while the smaller ones wait on the shared
+        # decode. Frame threads are what the ffmpeg CLI gets (threads=1.5 x cores).
+        context.thread_type = "FRAME"
         context.options = {
             "preset": self.settings.preset,
             "crf": str(self.settings.crf),
