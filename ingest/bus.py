@@ -19,6 +19,12 @@ Consumed:
   ``no_reply=True``: the message is a JetStream publish whose reply subject is the
   publisher's PubAck inbox, and FastStream would otherwise answer it.
 
+Between ingest processes only (core NATS, no JetStream stream, not catalog events):
+``ingest.takeover.{stream_id}`` request/reply (:mod:`ingest.takeover`: drop a
+half-open publisher for a publish on another process), ``ingest.adopted.{stream_id}``
+and the KV bucket ``ingest_broadcasts`` (:mod:`ingest.packager.handoff`: a lingering
+broadcast continued by whichever process the publisher reconnects to).
+
 Published (through ``events.publisher.EventPublisher``): ``stats.ingest``; the packager
 (ingest/packager) publishes the ``stream.*`` lifecycle and media events,
 ``stream.thumbnail``, and a recording's first ``video.published``, listed here for the

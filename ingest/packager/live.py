@@ -71,7 +71,7 @@ Describe = Callable[[str], Awaitable[tuple[str, str]]]
 HANDOFF_WAIT_S = 5.0
 HANDOFF_POLL_S = 0.05
 # How often each process looks for lingering broadcasts whose owner is gone.
-ORPHAN_SWEEP_S = 2.0
+ORPHAN_SWEEP_S = 5.0
 
 
 class LivePackaging:
@@ -113,6 +113,7 @@ class LivePackaging:
         self._part_sweeps: dict[Broadcast, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._shutdown = asyncio.Event()
         self.handoff = handoff
         self._sweeper: asyncio.Task[None] | None = None
         self._adopted_sub: Any = None
@@ -199,33 +200,44 @@ class LivePackaging:
         deadline = time.monotonic() + HANDOFF_WAIT_S
         while True:
             got = await handoff.read(stream_id)
-            if got is None:
-                return await self._start_shared(handoff, stream_id, session_id, user_id, None)
-            record, revision = got
             local = self._broadcasts.get(stream_id)
+            local_ok = local is not None and local.resumable(self.reconnect_window_s)
+            if got is None:  # resume here only what was never shared (the bus failed)
+                fallback = local_ok and local is not None and local.revision is None
+                return await self._start_shared(handoff, stream_id, session_id, user_id, fallback)
+            record, revision = got
             mine = (
-                local is not None
+                local_ok
+                and local is not None
                 and record.owner == handoff.instance
                 and local.session_id == record.session_id
-                and local.resumable(self.reconnect_window_s)
+                and record.state in ("live", "lingering")
             )
             if record.state == "live" and not mine and time.monotonic() < deadline:
                 await asyncio.sleep(HANDOFF_POLL_S)  # its last media is being stored
                 continue
             open_window = record.state == "lingering" and record.deadline > time.time()
-            if not (mine or open_window) or self.reconnect_window_s <= 0:
-                return await self._start_shared(handoff, stream_id, session_id, user_id, revision)
-            claim = msgspec.structs.replace(
-                record, state="live", owner=handoff.instance, deadline=0.0
-            )
-            claimed = await handoff.write(stream_id, claim, revision)
-            if claimed is None:
-                continue  # another process claimed or ended it first: look again
-            if mine and local is not None:
-                sink = self._attach(stream_id, session_id, user_id, resume_local=True)
-                local.revision = claimed
-                return sink
-            return await self._adopt(handoff, record, claimed, stream_id, session_id)
+            if self.reconnect_window_s > 0 and (mine or open_window):
+                claim = msgspec.structs.replace(
+                    record, state="live", owner=handoff.instance, deadline=0.0
+                )
+                claimed = await handoff.write(stream_id, claim, revision)
+                if claimed is None:
+                    continue  # another process claimed or ended it first: look again
+                if mine and local is not None:
+                    sink = self._attach(stream_id, session_id, user_id, resume_local=True)
+                    local.revision = claimed
+                    return sink
+                return await self._adopt(handoff, record, claimed, stream_id, session_id)
+            # A window that closed with its owner elsewhere not having ended it (gone,
+            # or about to): end it before this new broadcast replaces its record.
+            if (
+                record.state == "lingering"
+                and record.owner != handoff.instance
+                and not await self._end_orphan(stream_id, record, revision, wait=False)
+            ):
+                continue
+            return await self._start_shared(handoff, stream_id, session_id, user_id, False)
 
     async def _start_shared(
         self,
@@ -233,15 +245,17 @@ class LivePackaging:
         stream_id: str,
         session_id: str,
         user_id: str,
-        last: int | None,
+        resume_local: bool,
     ) -> SessionSink:
-        sink = self._attach(stream_id, session_id, user_id, resume_local=False)
+        sink = self._attach(stream_id, session_id, user_id, resume_local=resume_local)
+        broadcast = sink.broadcast
         record = Shared(
-            state="live", owner=handoff.instance, session_id=session_id, user_id=user_id
+            state="live",
+            owner=handoff.instance,
+            session_id=broadcast.session_id,
+            user_id=broadcast.user_id,
         )
-        sink.broadcast.revision = await handoff.write(stream_id, record, None)
-        if last is not None:
-            log.info("a new broadcast replaces the channel's shared record", stream_id=stream_id)
+        broadcast.revision = await handoff.write(stream_id, record, None)
         return sink
 
     async def _adopt(
@@ -332,7 +346,8 @@ class LivePackaging:
         broadcast.done.set()
 
     async def _drop_parts_later(self, broadcast: Broadcast, parts: list[tuple[int, int]]) -> None:
-        await asyncio.sleep(broadcast.retention.keep_s)
+        with contextlib.suppress(TimeoutError):  # a shutdown deletes them at once
+            await asyncio.wait_for(self._shutdown.wait(), broadcast.retention.keep_s)
         self.drop_parts(broadcast, parts)
 
     def _shared_record(
@@ -389,26 +404,32 @@ class LivePackaging:
         broadcast.revision = written
 
     async def _claim_end(self, broadcast: Broadcast) -> bool:
-        """May this process end the broadcast? (CAS of its record to "ending".)"""
+        """May this process end the broadcast? (CAS of its record to "ending".)
+
+        Lost to a record of the same broadcast: another process continues or ends it
+        (or this one continued it) — let it go. Lost to another broadcast's record (a
+        new publish replaced a record it thought abandoned): ours, so end it here."""
         handoff = self.handoff
         if handoff is None or broadcast.revision is None:
             return True
+        stream_id = broadcast.stream_id
         try:
-            got = await handoff.read(broadcast.stream_id)
-            if got is None or got[1] != broadcast.revision:
-                self._let_go(broadcast, got[0].owner if got else "?")
-                return False
-            ending = msgspec.structs.replace(got[0], state="ending", owner=handoff.instance)
-            written = await handoff.write(broadcast.stream_id, ending, broadcast.revision)
+            got = await handoff.read(stream_id)
+            if got is not None and got[1] == broadcast.revision:
+                ending = msgspec.structs.replace(got[0], state="ending", owner=handoff.instance)
+                written = await handoff.write(stream_id, ending, broadcast.revision)
+                if written is not None:
+                    broadcast.revision = written
+                    return True
+                got = await handoff.read(stream_id)
         except Exception as exc:  # the bus is down: end it here, as one process would
-            log.warning(
-                "broadcast end not coordinated", stream_id=broadcast.stream_id, error=repr(exc)
-            )
+            log.warning("broadcast end not coordinated", stream_id=stream_id, error=repr(exc))
             return True
-        if written is None:
-            self._let_go(broadcast, "?")
+        if got is None or got[0].session_id == broadcast.session_id:
+            if got is None or got[0].owner != handoff.instance:
+                self._let_go(broadcast, got[0].owner if got else "(ended elsewhere)")
             return False
-        broadcast.revision = written
+        broadcast.revision = None  # the record is the new broadcast's: leave it be
         return True
 
     async def _forget_shared(self, broadcast: Broadcast) -> None:
@@ -431,33 +452,44 @@ class LivePackaging:
             return 0
         ended = 0
         for stream_id, record, revision in await handoff.expired(grace_s):
-            ending = msgspec.structs.replace(record, state="ending", owner=handoff.instance)
-            written = await handoff.write(stream_id, ending, revision)
-            if written is None:
-                continue  # its owner or another process got there first
-            log.warning(
-                "ending a broadcast whose ingest process is gone",
-                stream_id=stream_id,
-                session_id=record.session_id,
-                owner=record.owner,
-            )
-            broadcast = Broadcast(
-                stream_id,
-                record.session_id,
-                record.user_id,
-                PartRetention(self.config.target_duration_s),
-                started_event=record.started_event,
-                started=record.started,
-                stored_segments=record.stored_segments,
-                segments=[StoredSegment(*s) for s in record.segments],
-                duration_s=record.duration_s,
-                last_reason=record.reason,
-                created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
-                revision=written,
-            )
-            await self.end_broadcast(broadcast)
-            ended += 1
+            ended += await self._end_orphan(stream_id, record, revision, wait=True)
         return ended
+
+    async def _end_orphan(
+        self, stream_id: str, record: Shared, revision: int, *, wait: bool
+    ) -> bool:
+        """End another process's lingering broadcast if the CAS to "ending" wins."""
+        handoff = self.handoff
+        assert handoff is not None
+        ending = msgspec.structs.replace(record, state="ending", owner=handoff.instance)
+        written = await handoff.write(stream_id, ending, revision)
+        if written is None:
+            return False  # its owner or another process got there first
+        log.warning(
+            "ending a broadcast its ingest process left lingering",
+            stream_id=stream_id,
+            session_id=record.session_id,
+            owner=record.owner,
+        )
+        broadcast = Broadcast(
+            stream_id,
+            record.session_id,
+            record.user_id,
+            PartRetention(self.config.target_duration_s),
+            started_event=record.started_event,
+            started=record.started,
+            stored_segments=record.stored_segments,
+            segments=[StoredSegment(*s) for s in record.segments],
+            duration_s=record.duration_s,
+            last_reason=record.reason,
+            created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
+            revision=written,
+        )
+        if wait:
+            await self.end_broadcast(broadcast)
+        else:
+            self.spawn(self.end_broadcast(broadcast))
+        return True
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run background work (thumbnails, part deletion) owned by this object."""
@@ -732,6 +764,7 @@ class LivePackaging:
         """Close every connection, end every broadcast now (lingering ones too), sweep
         their parts, and wait for the last events (ingest shutdown)."""
         self._closing = True
+        self._shutdown.set()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

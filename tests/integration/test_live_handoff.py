@@ -239,6 +239,26 @@ async def test_a_reconnect_to_another_ingest_continues_the_broadcast(
     assert await shared_record(a.js, stream_id) is None  # B ended it and let it go
 
 
+async def test_a_reconnect_to_the_same_ingest_still_continues_the_broadcast(
+    make_pair: Callable[[float], Awaitable[tuple[Live, Live]]],
+) -> None:
+    """The hand-off path with the reconnect back on A: A claims its own record."""
+    a, b = await make_pair(60.0)
+    stream_id, key = await add_channel(a)
+    first = await ffmpeg(a.url(key), seconds=30)
+    try:
+        await until(lambda: segments_at_gateway(a, stream_id) >= 3, "3 segments live on A")
+    finally:
+        await stop(first, kill=True)
+    await until(lambda: lingering(a.js, stream_id), "A shares the lingering broadcast")
+    second = await ffmpeg(a.url(key), seconds=4)
+    await stop(second, kill=False)
+    await asyncio.wait_for(a.packaging.wait_ended(stream_id, DEADLINE_S), DEADLINE_S)
+    await check_one_broadcast(a, stream_id, min_duration_s=5.0)
+    assert b.packaging.broadcast(stream_id) is None
+    assert await shared_record(a.js, stream_id) is None
+
+
 async def test_a_half_open_publisher_on_another_ingest_is_replaced(
     make_pair: Callable[[float], Awaitable[tuple[Live, Live]]],
 ) -> None:
@@ -292,6 +312,64 @@ async def test_a_publisher_that_returns_nowhere_ends_the_broadcast_once(
     assert len(await a.stored(StreamEnded, STREAMS.name, stream_id)) == 1
     assert len(await a.stored(StreamRecorded, STREAMS.name, stream_id)) == 1
     assert await shared_record(a.js, stream_id) is None
+
+
+async def test_a_new_publish_ends_a_gone_process_s_expired_broadcast_first(
+    make_pair: Callable[[float], Awaitable[tuple[Live, Live]]],
+) -> None:
+    """A record left lingering past its window by a process that is gone (written here
+    as that process would have): the next publish ends it, then starts a new one."""
+    _a, b = await make_pair(60.0)
+    stream_id, key = await add_channel(b)
+    orphan = "orphan-session"
+    started = StreamStarted(
+        stream_id=stream_id,
+        session_id=orphan,
+        user_id=f"user-{stream_id}",
+        video_codec="avc1.64000d",
+        audio_codec="mp4a.40.2",
+        width=320,
+        height=240,
+        fps=30.0,
+        init_key=f"live/{stream_id}/{orphan}/init.mp4",
+        part_target_s=0.25,
+        segment_target_s=2.0,
+    )
+    record = Shared(
+        state="lingering",
+        owner="a-process-that-crashed",
+        session_id=orphan,
+        user_id=f"user-{stream_id}",
+        deadline=time.time() - 1.0,
+        reason="dropped",
+        resume=(7, 7.0, 30, 0.25),
+        started_event=started,
+        started=True,
+        stored_segments=7,
+        duration_s=7.0,
+    )
+    kv = await b.js.key_value(BUCKET)
+    await kv.put(stream_id, msgspec.json.encode(record))
+
+    publisher = await ffmpeg(b.url(key), seconds=3)
+    await stop(publisher, kill=False)
+    await asyncio.wait_for(b.packaging.wait_ended(stream_id, DEADLINE_S), DEADLINE_S)
+    await until(
+        lambda: _ended_count(b, stream_id, 2), "both broadcasts ended", deadline_s=DEADLINE_S
+    )
+    ended = await b.stored(StreamEnded, STREAMS.name, stream_id)
+    assert sorted(e.session_id == orphan for e in ended) == [False, True]
+    (orphan_end,) = [e for e in ended if e.session_id == orphan]
+    assert (orphan_end.reason, orphan_end.duration_s) == ("publisher_left", 7.0)
+    (new,) = await b.stored(StreamStarted, STREAMS.name, stream_id)
+    assert new.session_id != orphan
+    segments = await b.stored(StreamSegment, LIVE_MEDIA.name, stream_id)
+    assert segments[0].sequence == 0  # a broadcast of its own, not a continuation
+    assert not any(s.discontinuity for s in segments)
+
+
+async def _ended_count(live: Live, stream_id: str, n: int) -> bool:
+    return len(await live.stored(StreamEnded, STREAMS.name, stream_id)) >= n
 
 
 # -- two real ingest processes, one of them crashing -----------------------------------
