@@ -68,6 +68,7 @@ def create_packaging(
         handoff=BroadcastHandoff(
             lambda: broker.connection,
             instance=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            replicas=settings.nats_replicas,
         ),
     )
 

@@ -98,9 +98,10 @@ class BroadcastHandoff:
     ``connection`` is called at each use: the broker connects after this is built.
     """
 
-    def __init__(self, connection: Callable[[], Client], instance: str) -> None:
+    def __init__(self, connection: Callable[[], Client], instance: str, replicas: int = 1) -> None:
         self._connection = connection
         self.instance = instance
+        self._replicas = replicas  # settings.nats_replicas, as the event streams have
         self._kv: KeyValue | None = None
 
     async def _bucket(self) -> KeyValue:
@@ -109,7 +110,9 @@ class BroadcastHandoff:
             try:
                 self._kv = await js.key_value(BUCKET)
             except BucketNotFoundError:
-                self._kv = await js.create_key_value(bucket=BUCKET, history=1, ttl=BUCKET_TTL_S)
+                self._kv = await js.create_key_value(
+                    bucket=BUCKET, history=1, ttl=BUCKET_TTL_S, replicas=self._replicas
+                )
         return self._kv
 
     async def read(self, stream_id: str) -> tuple[Shared, int] | None:
