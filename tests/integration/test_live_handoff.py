@@ -281,6 +281,9 @@ async def test_a_half_open_publisher_on_another_ingest_is_replaced(
         )
         assert publisher
         accepted_s = time.monotonic() - asked_at
+        print(
+            f"half-open takeover across ingests: B accepted {accepted_s:.2f} s after ffmpeg began"
+        )
         # Well before A's lease (15 s) or idle timeout (20 s) would have freed the channel.
         assert accepted_s < 10.0, accepted_s
         assert stream_id not in a.server.live
