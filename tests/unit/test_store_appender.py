@@ -159,3 +159,13 @@ async def test_a_cancelled_put_waits_for_its_write_and_cleans_up(tmp_path: Path)
     with pytest.raises(asyncio.CancelledError):
         await put
     assert [p.name for p in (tmp_path / "media" / "uploads").iterdir()] == []
+
+
+async def test_a_reused_buffer_carries_nothing_of_the_previous_write(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "media")
+    await store.ensure_ready()
+    secret = b"S" * (2 * WRITE_BUFFER)  # fills both pooled buffers
+    await store.put("uploads/first.bin", body([secret]), length=len(secret))
+    small = b"small" * 1001  # 5,005 bytes: an aligned block and an unaligned tail
+    await store.put("uploads/second.bin", body([small]), length=len(small))
+    assert (tmp_path / "media" / "uploads" / "second.bin").read_bytes() == small
