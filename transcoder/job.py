@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from common.logs import get_logger
 from common.store import ObjectNotFound
 from events.catalog import Rendition
 from transcoder.errors import PoisonInputError
@@ -51,6 +52,8 @@ from transcoder.thumbnails import (
 )
 
 __all__ = ["CRF", "run_job"]
+
+log = get_logger(__name__)
 
 # Capped CRF: constant quality, with the rung's maxrate/bufsize as the VBV ceiling.
 CRF = 23
@@ -90,8 +93,10 @@ def run_job(spec: JobSpec, emit: Emit, bridge: StoreBridge | None = None) -> Res
     prefix = video_prefix(spec.video_id)
     own_bridge = bridge is None
     bridge = bridge or StoreBridge(settings)
+    marks = {"start": time.monotonic()}
     try:
         info = _probe(bridge, spec)
+        marks["probe"] = time.monotonic()
         width, height = info.display_size
         rungs = select_rungs(
             width,
@@ -119,6 +124,7 @@ def run_job(spec: JobSpec, emit: Emit, bridge: StoreBridge | None = None) -> Res
                 uploads=uploads,
                 prefix=prefix,
             )
+            stills.add_done_callback(lambda _: marks.__setitem__("stills", time.monotonic()))
 
             def encoding(position: float) -> None:
                 _raise_if_failed(stills)  # a source without a poster stops the ladder early
@@ -141,6 +147,7 @@ def run_job(spec: JobSpec, emit: Emit, bridge: StoreBridge | None = None) -> Res
                     sprite=sprite,
                     progress=encoding,
                 )
+            marks["ladder"] = time.monotonic()
             poster_key, thumbnail_keys = stills.result()
         duration = stats.duration_s or info.duration_s
         report("uploading", duration, force=True)
@@ -154,6 +161,8 @@ def run_job(spec: JobSpec, emit: Emit, bridge: StoreBridge | None = None) -> Res
         master_key = prefix + MASTER_NAME
         uploads.put(master_key, render_master(variants).encode(), content_type_for(MASTER_NAME))
         uploads.wait()
+        marks["end"] = time.monotonic()
+        _log_stages(spec.video_id, marks)
         top = rungs[0]
         return Result(
             master_key=master_key,
@@ -182,6 +191,19 @@ def _probe(bridge: StoreBridge, spec: JobSpec) -> SourceInfo:
             duration_hint_s=spec.duration_hint_s,
             max_duration_s=spec.settings.transcode_max_duration_s,
         )
+
+
+def _log_stages(video_id: str, marks: dict[str, float]) -> None:
+    """Where a job's wall time went; the ladder bench reads these against ffmpeg's."""
+    log.info(
+        "job stages",
+        video_id=video_id,
+        probe_s=round(marks["probe"] - marks["start"], 3),
+        stills_s=round(marks["stills"] - marks["probe"], 3),  # beside the ladder
+        ladder_s=round(marks["ladder"] - marks["probe"], 3),
+        finish_s=round(marks["end"] - marks["ladder"], 3),
+        total_s=round(marks["end"] - marks["start"], 3),
+    )
 
 
 def _raise_if_failed(future: Future[Any]) -> None:
