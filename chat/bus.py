@@ -3,7 +3,8 @@
 ``create_broker(settings)`` builds it (not connected): the worker starts it, and
 ``events.asyncapi`` documents it. Handlers reach the :class:`~chat.service.ChatService`
 through FastStream's context (``broker.context["chat"]``), set before the broker
-starts.
+starts; they read it themselves: as a ``Context()`` parameter, fast_depends resolved
+it in a worker thread for every message (two thread hops per chat message).
 
 Ack policy (events.consumer): every durable subscriber acks after its handler
 returned; a transient error (database or NATS hiccup) is nacked with backoff; a
@@ -14,10 +15,9 @@ ledger transaction, users by their id.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Final, cast
 
 import msgspec
-from faststream import Context
 from faststream.nats import NatsBroker
 
 from chat.service import COMPONENT, ChatService
@@ -56,10 +56,11 @@ MESSAGE_POLICY: Final = RetryPolicy(max_deliver=6, backoff_s=(0.2, 1.0, 5.0, 30.
 MESSAGE_WORKERS: Final = 64
 LEDGER_POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(0.5, 2.0, 10.0, 60.0), ack_wait_s=30.0)
 
-Chat = Annotated[ChatService, Context(CONTEXT_KEY)]
-
 
 def register(broker: NatsBroker) -> None:
+    def service() -> ChatService:
+        return cast(ChatService, broker.context.get(CONTEXT_KEY))
+
     @durable_subscriber(
         broker,
         ChatMessage,
@@ -68,25 +69,25 @@ def register(broker: NatsBroker) -> None:
         batch_size=1,
         max_workers=MESSAGE_WORKERS,
     )
-    async def on_chat_message(event: ChatMessage, chat: Chat) -> None:
-        await chat.on_message(event)
+    async def on_chat_message(event: ChatMessage) -> None:
+        await service().on_message(event)
 
     @durable_subscriber(broker, UserRegistered, durable="chat-users")
-    async def on_user_registered(event: UserRegistered, chat: Chat) -> None:
-        await chat.on_user_registered(event)
+    async def on_user_registered(event: UserRegistered) -> None:
+        await service().on_user_registered(event)
 
     @durable_subscriber(broker, ChatTopup, durable="chat-ledger", policy=LEDGER_POLICY)
-    async def on_topup(event: ChatTopup, chat: Chat) -> None:
-        await chat.on_topup(event)
+    async def on_topup(event: ChatTopup) -> None:
+        await service().on_topup(event)
 
     # Reads for the gateways: core request/reply, one queue group (one worker answers).
     @broker.subscriber(HISTORY_SUBJECT, queue=QUEUE_GROUP, title="chat:rpc:history")
-    async def history(query: HistoryQuery, chat: Chat) -> bytes:
-        return msgspec.json.encode(await chat.history(query))
+    async def history(query: HistoryQuery) -> bytes:
+        return msgspec.json.encode(await service().history(query))
 
     @broker.subscriber(WALLET_SUBJECT, queue=QUEUE_GROUP, title="chat:rpc:wallet")
-    async def wallet(query: WalletQuery, chat: Chat) -> bytes:
-        return msgspec.json.encode(await chat.wallet(query))
+    async def wallet(query: WalletQuery) -> bytes:
+        return msgspec.json.encode(await service().wallet(query))
 
 
 def create_broker(settings: Settings) -> NatsBroker:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
-from sqlalchemy import delete, insert, select
+from sqlalchemy import JSON, and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat import ledger, ratelimit
@@ -72,10 +72,6 @@ from events.envelope import Event
 
 CONSUMER: Final = "chat"
 COMPONENT: Final = "chat"
-
-
-# Names kept across batches, at most (a few MB).
-MAX_CACHED_NAMES: Final = 50_000
 
 
 def now_ms() -> int:
@@ -166,22 +162,33 @@ def new_channel(stream_id: str) -> dict[str, object]:
     }
 
 
-async def lock_channel(session: AsyncSession, stream_id: str) -> ChannelRow:
-    """The channel's row, created if new, locked until the transaction ends."""
+async def lock_channel(session: AsyncSession, stream_id: str) -> tuple[ChannelRow, frozenset[str]]:
+    """The channel's row, created if new, locked until the transaction ends; and its
+    banned words, read by the same statement (one round trip less per batch)."""
+    # A JSON array of the words: json_agg is PostgreSQL's spelling, json_group_array
+    # SQLite's; no rows gives NULL on the one and [] on the other.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    aggregate = func.json_agg if postgres else func.json_group_array
+    words = (
+        select(aggregate(BannedWordRow.word, type_=JSON))
+        .where(BannedWordRow.stream_id == stream_id)
+        .scalar_subquery()
+    )
     # FOR UPDATE on PostgreSQL; SQLite has a single writer and ignores it (the claim's
     # INSERT already holds the write lock).
     locking = (
-        select(ChannelRow)
+        select(ChannelRow, words)
         .where(ChannelRow.stream_id == stream_id)
-        .with_for_update()
+        .with_for_update(of=ChannelRow)
         .execution_options(populate_existing=True)
     )
-    channel = await session.scalar(locking)
-    if channel is None:  # new: create it (a concurrent creator wins), then lock it
+    row = (await session.execute(locking)).first()
+    if row is None:  # new: create it (a concurrent creator wins), then lock it
         await insert_ignore(session, ChannelRow, new_channel(stream_id), ["stream_id"])
-        channel = await session.scalar(locking)
-    assert channel is not None
-    return channel
+        row = (await session.execute(locking)).first()
+    assert row is not None
+    channel, found = row
+    return channel, frozenset(found or ())
 
 
 class ChatPipeline:
@@ -194,10 +201,9 @@ class ChatPipeline:
         self.sessions = sessions
         self.rules = rules
         self.clock_ms = clock_ms
-        # Across batches, only what never changes once known: a channel's streamer and
-        # a user's name (an unknown one is looked up again: it may register later).
+        # Across batches, only what never changes once known: a channel's streamer (an
+        # unknown one is looked up again: they may register later).
         self._owners: dict[str, str] = {}
-        self._names: dict[str, str] = {}
 
     async def decide(self, message: ChatMessage) -> list[Event]:
         return (await self.decide_batch([message]))[0]
@@ -242,53 +248,10 @@ class ChatPipeline:
             if message.user.id:
                 users.add(message.user.id)
         for sid in sorted(senders):
-            batch.channels[sid] = await lock_channel(session, sid)
-            owner = await self._owner(session, batch, sid)
-            users = senders[sid]
-            if not users:
-                continue
-            bans = {
-                ban.user_id: ban
-                for ban in await session.scalars(
-                    select(BanRow).where(BanRow.stream_id == sid, BanRow.user_id.in_(users))
-                )
-            }
-            states = {
-                state.user_id: state
-                for state in await session.scalars(
-                    select(UserStateRow).where(
-                        UserStateRow.stream_id == sid, UserStateRow.user_id.in_(users)
-                    )
-                )
-            }
-            for user_id in users:
-                batch.bans[(sid, user_id)] = bans.get(user_id)
-                batch.states[(sid, user_id)] = states.get(user_id)
-            others = users - {owner}
-            if others:
-                mods = set(
-                    await session.scalars(
-                        select(ModRow.user_id).where(
-                            ModRow.stream_id == sid, ModRow.user_id.in_(others)
-                        )
-                    )
-                )
-                for user_id in others:
-                    batch.mods[(sid, user_id)] = user_id in mods
-        everyone = {u for users in senders.values() for u in users}
-        unnamed = everyone - self._names.keys()
-        if unnamed:
-            rows = await session.execute(
-                select(ChatUserRow.user_id, ChatUserRow.username).where(
-                    ChatUserRow.user_id.in_(unnamed)
-                )
-            )
-            for user_id, username in rows:
-                self._names[user_id] = username
-            if len(self._names) > MAX_CACHED_NAMES:
-                self._names.clear()  # a rough bound: it fills again with the active ones
-        for user_id in everyone:
-            batch.names[user_id] = self._names.get(user_id)
+            batch.channels[sid], batch.words[sid] = await lock_channel(session, sid)
+            await self._owner(session, batch, sid)
+            if senders[sid]:
+                await _read_senders(session, batch, sid, senders[sid])
 
     async def _owner(self, session: AsyncSession, batch: _Batch, stream_id: str) -> str | None:
         if stream_id in batch.owners:
@@ -309,7 +272,7 @@ class ChatPipeline:
         # Locked once per transaction: the lock (and the row) hold until the commit.
         channel = batch.channels.get(message.stream_id)
         if channel is None:
-            channel = await lock_channel(session, message.stream_id)
+            channel, batch.words[message.stream_id] = await lock_channel(session, message.stream_id)
             batch.channels[message.stream_id] = channel
         ctx = await self._context(session, channel, message, batch)
         if not message.user.id:
@@ -595,6 +558,31 @@ class ChatPipeline:
             case "links":
                 channel.links = command.value
         return 0
+
+
+async def _read_senders(
+    session: AsyncSession, batch: _Batch, stream_id: str, users: set[str]
+) -> None:
+    """One statement for what the decisions need of each sender in the channel: name,
+    bucket, ban, moderator or not. A sender the chat component does not know yet (no
+    ``chat_users`` row) is left out: their decision looks each up on its own."""
+    sid = stream_id
+    rows = await session.execute(
+        select(ChatUserRow.user_id, ChatUserRow.username, UserStateRow, BanRow, ModRow.user_id)
+        .select_from(ChatUserRow)
+        .outerjoin(
+            UserStateRow,
+            and_(UserStateRow.stream_id == sid, UserStateRow.user_id == ChatUserRow.user_id),
+        )
+        .outerjoin(BanRow, and_(BanRow.stream_id == sid, BanRow.user_id == ChatUserRow.user_id))
+        .outerjoin(ModRow, and_(ModRow.stream_id == sid, ModRow.user_id == ChatUserRow.user_id))
+        .where(ChatUserRow.user_id.in_(users))
+    )
+    for user_id, username, state, ban, mod in rows:
+        batch.names[user_id] = username
+        batch.states[(sid, user_id)] = state
+        batch.bans[(sid, user_id)] = ban
+        batch.mods[(sid, user_id)] = mod is not None
 
 
 def _links_allowed(policy: str, is_mod: bool) -> bool:

@@ -23,8 +23,13 @@ class ChatWorker:
     def __init__(self, settings: Settings, *, clock_ms: Callable[[], int] = now_ms) -> None:
         self.settings = settings
         STAGES.enabled = settings.chat_stages
+        # No ping per checkout: a decision on a dropped connection fails, is redelivered
+        # and finds a fresh one (SQLAlchemy replaces the pool's connections on a
+        # disconnect); a ping would cost a round trip in every batch.
         self.engine = create_engine(
-            settings.resolved_database_url, application_name=f"videopick-{COMPONENT}"
+            settings.resolved_database_url,
+            application_name=f"videopick-{COMPONENT}",
+            pre_ping=False,
         )
         self.sessions = session_factory(self.engine)
         self.broker = create_broker(settings)

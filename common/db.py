@@ -148,8 +148,14 @@ def create_engine(
     max_overflow: int = 10,
     application_name: str = "videopick",
     echo: bool = False,
+    pre_ping: bool = True,
 ) -> AsyncEngine:
-    """Build the one engine a process uses. Cheap: nothing connects until first use."""
+    """Build the one engine a process uses. Cheap: nothing connects until first use.
+
+    ``pre_ping=False``: no round trip at each checkout; for a caller whose failed
+    transaction is simply retried (a redelivered event), so a dropped connection costs
+    one retry instead of a ping on every transaction.
+    """
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if _is_sqlite(parsed):
@@ -162,7 +168,7 @@ def create_engine(
             max_overflow=max_overflow,
             # A connection the server (or a failover) dropped is replaced at checkout
             # instead of failing the first request that draws it.
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             # Recycle below the usual 1 h idle cut of proxies and load balancers.
             pool_recycle=1800,
             pool_timeout=CONNECT_TIMEOUT_S,

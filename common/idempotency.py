@@ -91,13 +91,14 @@ async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str
         for event_id in dict.fromkeys(event_ids)
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # The rows as parameters, not in the statement: one cached statement whatever the
+    # batch (SQLAlchemy sends them as one multi-row INSERT: "insertmanyvalues").
     stmt = (
         insert(_TABLE)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
         .returning(_TABLE.c.event_id)
     )
-    return set((await session.scalars(stmt)).all())
+    return set((await session.execute(stmt, rows)).scalars().all())
 
 
 async def prune_processed_events(session: AsyncSession, older_than: dt.datetime) -> int:
