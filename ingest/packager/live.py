@@ -198,7 +198,7 @@ class LivePackaging:
         self, handoff: BroadcastHandoff, stream_id: str, session_id: str, user_id: str
     ) -> SessionSink:
         deadline = time.monotonic() + HANDOFF_WAIT_S
-        while True:
+        for _attempt in range(1000):  # a few at most: each lost CAS is another's progress
             got = await handoff.read(stream_id)
             local = self._broadcasts.get(stream_id)
             local_ok = local is not None and local.resumable(self.reconnect_window_s)
@@ -238,6 +238,7 @@ class LivePackaging:
             ):
                 continue
             return await self._start_shared(handoff, stream_id, session_id, user_id, False)
+        raise RuntimeError("the channel's shared record kept changing")
 
     async def _start_shared(
         self,
@@ -255,7 +256,10 @@ class LivePackaging:
             session_id=broadcast.session_id,
             user_id=broadcast.user_id,
         )
-        broadcast.revision = await handoff.write(stream_id, record, None)
+        try:
+            broadcast.revision = await handoff.write(stream_id, record, None)
+        except Exception as exc:  # the sink exists: this broadcast is then this process's
+            log.warning("broadcast not shared", stream_id=stream_id, error=repr(exc))
         return sink
 
     async def _adopt(
@@ -269,29 +273,15 @@ class LivePackaging:
         """Continue a broadcast another ingest process held (its record is ours now)."""
         if session_id in self._sessions:
             raise ValueError(f"session {session_id!r} is already being packaged")
-        broadcast = Broadcast(
-            stream_id,
-            record.session_id,
-            record.user_id,
-            PartRetention(self.config.target_duration_s),
-            started_event=record.started_event,
-            started=record.started,
-            stored_segments=record.stored_segments,
-            segments=[StoredSegment(*s) for s in record.segments],
-            duration_s=record.duration_s,
-            last_reason=record.reason,
-            created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
-            revision=revision,
-        )
+        broadcast = self._from_record(stream_id, record, revision)
         if record.has_init:
             try:
                 broadcast.init = await self.store.read(keys.init_key(stream_id, record.session_id))
             except (StoreError, OSError) as exc:  # the new connection stores it again
                 log.warning("init segment of the broadcast not read", error=repr(exc))
         previous = self._broadcasts.get(stream_id)
-        if previous is not None and previous.linger is not None:
-            previous.linger.cancel()
-            previous.linger = None
+        if previous is not None and previous.session_id == record.session_id:
+            self._let_go(previous, "this process again")  # our stale copy of it
         self._broadcasts[stream_id] = broadcast
         resume: Future[Resume] = Future()
         if record.resume is not None:
@@ -314,6 +304,23 @@ class LivePackaging:
         except Exception as exc:  # the old owner's CAS at its deadline still fails
             log.warning("adopted notice not sent", stream_id=stream_id, error=repr(exc))
         return sink
+
+    def _from_record(self, stream_id: str, record: Shared, revision: int) -> Broadcast:
+        """A broadcast as another process shared it (to continue it, or to end it)."""
+        return Broadcast(
+            stream_id,
+            record.session_id,
+            record.user_id,
+            PartRetention(self.config.target_duration_s),
+            started_event=record.started_event,
+            started=record.started,
+            stored_segments=record.stored_segments,
+            segments=[StoredSegment(*s) for s in record.segments],
+            duration_s=record.duration_s,
+            last_reason=record.reason,
+            created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
+            revision=revision,
+        )
 
     async def _on_adopted(self, stream_id: str, session_id: str, by: str) -> None:
         """Another process continues the broadcast: no timer, no end here."""
@@ -471,20 +478,7 @@ class LivePackaging:
             session_id=record.session_id,
             owner=record.owner,
         )
-        broadcast = Broadcast(
-            stream_id,
-            record.session_id,
-            record.user_id,
-            PartRetention(self.config.target_duration_s),
-            started_event=record.started_event,
-            started=record.started,
-            stored_segments=record.stored_segments,
-            segments=[StoredSegment(*s) for s in record.segments],
-            duration_s=record.duration_s,
-            last_reason=record.reason,
-            created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
-            revision=written,
-        )
+        broadcast = self._from_record(stream_id, record, written)
         if wait:
             await self.end_broadcast(broadcast)
         else:
