@@ -6,7 +6,9 @@ lingers for the reconnect window: a publisher that comes back in time continues 
 same session id (so the same playlist, object keys and recording), media sequence
 numbers and decode times carrying on (:class:`~ingest.packager.packager.Resume`).
 :class:`Broadcast` holds that shared state; each connection has its own
-:class:`~ingest.packager.session.SessionSink` and packager thread.
+:class:`~ingest.packager.session.SessionSink` and packager thread. A lingering
+broadcast is also written to JetStream KV (:mod:`ingest.packager.handoff`), so a
+reconnect that lands on another ingest process rebuilds it there and goes on.
 """
 
 from __future__ import annotations
