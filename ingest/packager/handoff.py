@@ -23,8 +23,9 @@ still continues it; and if nobody comes back, every process's periodic sweep see
 record whose deadline passed ``ORPHAN_GRACE_S`` ago, one of them wins the CAS to
 ``ending`` and ends the broadcast with ``stream.ended`` and its recording (built from
 the store, its VOD playlist from the record); a new publish of the channel that finds
-such a record ends it the same way before its own broadcast replaces the record. Ending it cleanly rather than keeping
-it open forever is the only choice once the window is over. A crash while the
+such a record ends it the same way before its own broadcast replaces the record.
+Ending it cleanly rather than keeping it open forever is the only choice once the
+window is over. A crash while the
 publisher is still connected is not covered: the segment list then lived only in
 that process (its media stays in the store; the lease lapses and the channel is free).
 
