@@ -25,9 +25,15 @@ record whose deadline passed ``ORPHAN_GRACE_S`` ago, one of them wins the CAS to
 the store, its VOD playlist from the record); a new publish of the channel that finds
 such a record ends it the same way before its own broadcast replaces the record.
 Ending it cleanly rather than keeping it open forever is the only choice once the
-window is over. A crash while the
-publisher is still connected is not covered: the segment list then lived only in
-that process (its media stays in the store; the lease lapses and the channel is free).
+window is over. A crash while the publisher is still connected is not covered: the
+segment list then lived only in that process (its media stays in the store; the lease
+lapses and the channel is free).
+
+Why KV and not a column of :class:`~ingest.keys.PublisherLeases`' table: the lease
+says who may publish (it must hold while the database is the source of truth for
+keys); this record is media state that ends with the broadcast, is read on every
+reconnect by processes already on the bus, and needs a compare-and-set plus a
+notice to the old owner — both of which NATS gives without a migration.
 
 The record holds one small tuple per segment: a value stays under NATS's default
 1 MiB payload for about ten hours of 1 s segments.
