@@ -117,17 +117,27 @@ class DirectAppender:
         buffer, offset = self._buffers[self._current], self._offset
         self._offset += self._used
         self._current, self._used = 1 - self._current, 0
-        return lambda: _pwrite_all(self._fd, memoryview(buffer), offset)
+        return lambda: self._write_direct(memoryview(buffer), offset)
 
     def finish(self) -> None:
         view = memoryview(self._buffers[self._current])[: self._used]
         aligned = self._used - self._used % _ALIGN
         if aligned:
-            _pwrite_all(self._fd, view[:aligned], self._offset)
+            self._write_direct(view[:aligned], self._offset)
         if aligned < self._used:  # the unaligned tail goes through the page cache
             _pwrite_all(self._handle.fileno(), view[aligned:], self._offset + aligned)
         self._offset += self._used
         self._used = 0
+
+    def _write_direct(self, data: memoryview, offset: int) -> None:
+        try:
+            _pwrite_all(self._fd, data, offset)
+        except OSError as exc:
+            # A device whose block is larger than 4096 refuses the alignment: the same
+            # bytes through the page cache (the final fsync covers them either way).
+            if exc.errno != errno.EINVAL:
+                raise
+            _pwrite_all(self._handle.fileno(), data, offset)
 
     def close(self) -> None:
         """Only once no write is in flight."""

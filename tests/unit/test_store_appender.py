@@ -4,6 +4,7 @@ chunking, on the direct path and on the page-cache fallback."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 from collections.abc import AsyncIterator, Callable
@@ -169,3 +170,25 @@ async def test_a_reused_buffer_carries_nothing_of_the_previous_write(tmp_path: P
     small = b"small" * 1001  # 5,005 bytes: an aligned block and an unaligned tail
     await store.put("uploads/second.bin", body([small]), length=len(small))
     assert (tmp_path / "media" / "uploads" / "second.bin").read_bytes() == small
+
+
+def test_a_device_refusing_the_alignment_gets_the_bytes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "object"
+    data = random.Random(3).randbytes(3 * BUFFER + 10)
+    with path.open("xb") as handle:
+        appender = direct(handle, path)
+        buffered_fd = handle.fileno()
+        real_pwrite = os.pwrite
+
+        def refusing(fd: int, chunk: bytes, offset: int) -> int:
+            if fd != buffered_fd:  # the O_DIRECT descriptor
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real_pwrite(fd, chunk, offset)
+
+        monkeypatch.setattr(os, "pwrite", refusing)
+        append_all(appender, [data])
+        monkeypatch.undo()
+        os.fsync(handle.fileno())
+    assert path.read_bytes() == data
