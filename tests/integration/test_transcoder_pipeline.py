@@ -23,7 +23,8 @@ from common.store import ObjectStore
 from tests.fixtures.minio import MinioServer
 from tests.integration.test_transcoder_media import make_clip, store_settings
 from transcoder.errors import PoisonInputError
-from transcoder.job import run_job
+from transcoder.job import CRF, run_job
+from transcoder.ladder import parse_ladder, select_rungs
 from transcoder.playlists import measure_bandwidth, parse_media_playlist
 from transcoder.protocol import JobSpec, Progress, Result
 
@@ -37,6 +38,8 @@ FPS = 30
 SECONDS = 3.0
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 _ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+# x264 writes its whole configuration into the first frame (an SEI message).
+_X264_OPTIONS = re.compile(rb"x264 - core \d+.*? - options: ([^\x00]+)")
 
 
 @pytest.fixture(scope="module")
@@ -307,3 +310,38 @@ async def test_a_rotated_phone_clip_comes_out_upright(
 
 def _ffmpeg(*args: str) -> None:
     subprocess.run([FFMPEG, "-v", "error", "-y", *args], check=True)
+
+
+@pytest.mark.parametrize("store", ["local"], indirect=True)
+async def test_x264_runs_as_the_ffmpeg_cli_runs_it(
+    store: ObjectStore, job_settings: Settings, clip: bytes, tmp_path: Path
+) -> None:
+    """Option by option (threads included) the ladder bench's peer: the ffmpeg CLI
+    with the same preset, CRF, VBV cap and GOP. PyAV's slice-thread default once gave
+    sliced_threads=1 here, which left a core idle on the top rung."""
+    await store.put(SOURCE_KEY, clip, content_type="video/mp4")
+    await _run(job_settings, "x264", SOURCE_KEY)
+    ours = _x264_options(await store.read("vod/x264/360p/seg_00000.m4s"))
+
+    rung = select_rungs(640, 360, parse_ladder(LADDER))[0]
+    source, reference = tmp_path / "source.mp4", tmp_path / "reference.mp4"
+    source.write_bytes(clip)
+    gop = round(FPS * job_settings.transcode_keyframe_s * 2)
+    await asyncio.to_thread(
+        _ffmpeg,
+        "-i", str(source), "-map", "0:v", "-vf", f"scale={rung.width}:{rung.height}",
+        "-c:v", "libx264", "-preset", job_settings.transcode_preset, "-crf", str(CRF),
+        "-maxrate", f"{rung.maxrate_kbps}k", "-bufsize", f"{rung.bufsize_kbps}k",
+        "-force_key_frames", f"expr:gte(t,n_forced*{job_settings.transcode_keyframe_s:g})",
+        "-g", str(gop), "-sc_threshold", "0", str(reference),
+    )  # fmt: skip
+    theirs = _x264_options(reference.read_bytes())
+    assert ours["sliced_threads"] == "0"
+    assert ours == theirs
+
+
+def _x264_options(data: bytes) -> dict[str, str]:
+    match = _X264_OPTIONS.search(data)
+    assert match is not None, "no x264 settings in the stream"
+    pairs = (item.partition("=") for item in match.group(1).decode().split())
+    return {key: value for key, _, value in pairs}
