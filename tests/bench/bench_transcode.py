@@ -8,8 +8,9 @@ sides decode it once and encode 720p/480p/360p with libx264 at the configured pr
 scene cuts, AAC 128 kbit/s, into fMP4 HLS with 6 s segments.
 
 - ours: one real job child (``python -m transcoder.child``, as the worker runs it):
-  probe, poster and thumbnails, the ladder, the sprite and VTT, every file written
-  (and fsynced) into a folder store, the master playlist from measured bitrates;
+  probe, the ladder with poster and thumbnails beside it, the sprite and VTT, every
+  file written (and fsynced) into a folder store, the master playlist from measured
+  bitrates; the child's ``job stages`` log line says where its wall time went;
 - peer: ``ffmpeg -filter_complex split=3,scale`` with three HLS outputs written to a
   folder (it encodes the audio three times; we encode it once).
 
