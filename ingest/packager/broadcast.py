@@ -59,6 +59,14 @@ class Broadcast:
     revision: int | None = None
     # Another process continues it: this one keeps no timer and ends nothing.
     handed_off: bool = False
+    # While live here, a keeper task rewrites the shared record (after each stored
+    # segment: ``segment_stored``; and on a heartbeat); every write of it by this
+    # process holds ``shared_lock`` so a CAS never races our own.
+    live_shared: bool = False
+    segment_stored: asyncio.Event = field(default_factory=asyncio.Event)
+    shared_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    keeper: asyncio.Task[None] | None = None
+    shared_chunks: int = 0  # sealed chunks of ``segments`` in the bucket
 
     @property
     def newest(self) -> SessionSink | None:

@@ -25,9 +25,27 @@ record whose deadline passed ``ORPHAN_GRACE_S`` ago, one of them wins the CAS to
 the store, its VOD playlist from the record); a new publish of the channel that finds
 such a record ends it the same way before its own broadcast replaces the record.
 Ending it cleanly rather than keeping it open forever is the only choice once the
-window is over. A crash while the publisher is still connected is not covered: the
-segment list then lived only in that process (its media stays in the store; the lease
-lapses and the channel is free).
+window is over.
+
+A crash while the publisher is still connected loses nothing either: while a
+broadcast is live its owner keeps the ``live`` record current — after every stored
+segment and at least every ``HEARTBEAT_S`` — with the segments, the duration, where
+a continuation resumes, and ``heartbeat`` (its wall clock). The writes run in a task
+of their own, one at a time per broadcast (a segment stored meanwhile is in the next
+one), so no part or playlist update ever waits for them. A ``live`` record whose
+heartbeat is older than ``OWNER_GONE_S`` has lost its owner (:func:`owner_gone`):
+everyone reads it as a broadcast that dropped at its last heartbeat
+(:func:`as_dropped`, the window counting from then), so a reconnect anywhere within
+the window continues it and the sweep ends it after the window. A continuation skips
+the segment that was being cut at that heartbeat (its parts may be out; its segment
+never will be): the playlists show a gap and an EXT-X-DISCONTINUITY there. The
+heartbeat, not the publisher lease, tells a dead owner: it is in the very record the
+claim compares-and-sets, so "the owner is gone" and "this process takes over" are
+one step at one revision; the lease is in the database the packaging does not hold,
+belongs to a connection rather than a broadcast, and lapses only after 15 s. Clocks
+of ingest hosts are assumed NTP-close (the window's deadline already is wall-clock).
+A segment stored in the few milliseconds between its write and the crash is in the
+recording's MP4 (built from the store) but not in its VOD playlist.
 
 Why KV and not a column of :class:`~ingest.keys.PublisherLeases`' table: the lease
 says who may publish (it must hold while the database is the source of truth for
@@ -35,8 +53,14 @@ keys); this record is media state that ends with the broadcast, is read on every
 reconnect by processes already on the bus, and needs a compare-and-set plus a
 notice to the old owner — both of which NATS gives without a migration.
 
-The record holds one small tuple per segment: a value stays under NATS's default
-1 MiB payload for about ten hours of 1 s segments.
+Size: the record holds one small tuple per segment (~30 bytes of JSON) since the
+last sealed chunk only; every ``CHUNK_SEGMENTS`` segments are written once, before
+the record naming them, to an immutable key ``{stream_id}.{session_id}.{n}`` (ids have
+no dots, so the sweep tells records from chunks). A record update is then bounded at
+about 20 KiB whatever the broadcast's length (NATS's default payload limit is 1 MiB),
+and a 10-hour broadcast of 1 s segments is 60 chunks. The bucket's TTL (24 h) is per
+write: a broadcast longer than that loses its oldest chunks from a hand-off (the
+recording playlist then skips them; the MP4 is built from the store and keeps them).
 """
 
 from __future__ import annotations
@@ -60,7 +84,18 @@ from nats.js.kv import KeyValue
 from common.logs import get_logger
 from events.catalog import StreamStarted
 
-__all__ = ["BUCKET", "ORPHAN_GRACE_S", "BroadcastHandoff", "Shared"]
+__all__ = [
+    "BUCKET",
+    "CHUNK_SEGMENTS",
+    "HEARTBEAT_S",
+    "ORPHAN_GRACE_S",
+    "OWNER_GONE_S",
+    "BroadcastHandoff",
+    "SegmentTuple",
+    "Shared",
+    "as_dropped",
+    "owner_gone",
+]
 
 log = get_logger(__name__)
 
@@ -71,8 +106,16 @@ ADOPTED_SUBJECT: Final = "ingest.adopted"  # + ".{stream_id}"; no JetStream stre
 ORPHAN_GRACE_S: Final = 5.0
 # A record outlives any broadcast's window by far; the bucket forgets leftovers.
 BUCKET_TTL_S: Final = 24 * 3600.0
+# A live record is rewritten at least this often (a silent publisher stores no segments).
+HEARTBEAT_S: Final = 2.0
+# ... and its owner is gone once the heartbeat is this old (three missed beats).
+OWNER_GONE_S: Final = 3 * HEARTBEAT_S
+# Segments per sealed chunk: keeps a record update ~20 KiB however long the broadcast.
+CHUNK_SEGMENTS: Final = 600
 
 State = Literal["live", "lingering", "ending"]
+# (sequence, duration_s, discontinuity, byte_size) of a stored segment
+SegmentTuple = tuple[int, float, bool, int]
 
 
 class Shared(msgspec.Struct, kw_only=True):
@@ -90,14 +133,41 @@ class Shared(msgspec.Struct, kw_only=True):
     started_event: StreamStarted | None = None
     started: bool = False
     stored_segments: int = 0
-    # (sequence, duration_s, discontinuity, byte_size) of every stored segment
-    segments: list[tuple[int, float, bool, int]] = msgspec.field(default_factory=list)
+    # The stored segments after the first ``chunks`` * CHUNK_SEGMENTS (sealed chunks).
+    segments: list[SegmentTuple] = msgspec.field(default_factory=list)
+    chunks: int = 0
     duration_s: float = 0.0
     created_at: float = 0.0  # unix time of the first publish
+    # live: the owner's wall clock at its last write, and the reconnect window that
+    # counts from it if the owner is gone (0: a record from before heartbeats).
+    heartbeat: float = 0.0
+    window_s: float = 0.0
+
+
+def owner_gone(record: Shared, now: float) -> bool:
+    """A live record whose owner stopped writing it: the process crashed."""
+    return record.state == "live" and 0 < record.heartbeat < now - OWNER_GONE_S
+
+
+def as_dropped(record: Shared) -> Shared:
+    """A gone owner's live record as the lingering one it would have written when its
+    publisher dropped at the last heartbeat (``resume`` already skips the segment
+    that was being cut)."""
+    return msgspec.structs.replace(
+        record,
+        state="lingering",
+        deadline=record.heartbeat + record.window_s,
+        reason="dropped",
+    )
 
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Shared)
+_chunk_decoder = msgspec.json.Decoder(list[SegmentTuple])
+
+
+def chunk_key(stream_id: str, session_id: str, index: int) -> str:
+    return f"{stream_id}.{session_id}.{index}"
 
 
 class BroadcastHandoff:
@@ -159,7 +229,8 @@ class BroadcastHandoff:
             log.info("broadcast record not deleted", stream_id=stream_id, error=repr(exc))
 
     async def expired(self, grace_s: float = ORPHAN_GRACE_S) -> list[tuple[str, Shared, int]]:
-        """Lingering records whose window closed more than ``grace_s`` ago."""
+        """Lingering records whose window closed more than ``grace_s`` ago (a gone
+        owner's live record as :func:`as_dropped`, at the live record's revision)."""
         kv = await self._bucket()
         try:
             names = await kv.keys()
@@ -168,10 +239,44 @@ class BroadcastHandoff:
         now = time.time()
         found: list[tuple[str, Shared, int]] = []
         for name in names:
+            if "." in name:  # a chunk of segments
+                continue
             got = await self.read(name)
-            if got is not None and got[0].state == "lingering" and got[0].deadline + grace_s < now:
-                found.append((name, *got))
+            if got is None:
+                continue
+            record, revision = got
+            if owner_gone(record, now):
+                record = as_dropped(record)
+            if record.state == "lingering" and record.deadline + grace_s < now:
+                found.append((name, record, revision))
         return found
+
+    async def write_chunk(
+        self, stream_id: str, session_id: str, index: int, segments: list[SegmentTuple]
+    ) -> None:
+        """Seal ``segments`` as chunk ``index`` (immutable: a rewrite stores the same)."""
+        kv = await self._bucket()
+        await kv.put(chunk_key(stream_id, session_id, index), _encoder.encode(segments))
+
+    async def segments(self, stream_id: str, record: Shared) -> list[SegmentTuple]:
+        """Every stored segment the record names: its sealed chunks, then its own."""
+        kv = await self._bucket()
+        found: list[SegmentTuple] = []
+        for index in range(record.chunks):
+            try:
+                entry = await kv.get(chunk_key(stream_id, record.session_id, index))
+                found += _chunk_decoder.decode(entry.value or b"[]")
+            except (KeyNotFoundError, msgspec.DecodeError) as exc:  # TTL, or a bug
+                log.warning("segments of a broadcast lost", chunk=index, error=repr(exc))
+        return found + record.segments
+
+    async def forget_chunks(self, stream_id: str, session_id: str, count: int) -> None:
+        kv = await self._bucket()
+        for index in range(count):
+            try:
+                await kv.purge(chunk_key(stream_id, session_id, index))
+            except Exception as exc:  # TTL takes a leftover
+                log.info("segment chunk not deleted", chunk=index, error=repr(exc))
 
     async def announce_adopted(self, stream_id: str, session_id: str) -> None:
         body = _encoder.encode({"session_id": session_id, "by": self.instance})

@@ -28,8 +28,10 @@ the rest of them a few target durations after the broadcast ends; segments stay.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -43,7 +45,18 @@ from events.catalog import StreamEnded, StreamRecorded, VideoPublished
 from events.envelope import Event
 from ingest.packager import keys
 from ingest.packager.broadcast import RESUMABLE, Broadcast, ended_reason
-from ingest.packager.handoff import ORPHAN_GRACE_S, BroadcastHandoff, Shared
+from ingest.packager.handoff import (
+    CHUNK_SEGMENTS,
+    HEARTBEAT_S,
+    ORPHAN_GRACE_S,
+    OWNER_GONE_S,
+    BroadcastHandoff,
+    SegmentTuple,
+    Shared,
+    State,
+    as_dropped,
+    owner_gone,
+)
 from ingest.packager.packager import Finished, PackagerConfig, Resume
 from ingest.packager.recording import (
     StoredSegment,
@@ -72,6 +85,8 @@ HANDOFF_WAIT_S = 5.0
 HANDOFF_POLL_S = 0.05
 # How often each process looks for lingering broadcasts whose owner is gone.
 ORPHAN_SWEEP_S = 5.0
+# A "live record updates" log line (p50/p99 of the write) every this many writes.
+RECORD_LOG_EVERY = 100
 
 
 class LivePackaging:
@@ -117,6 +132,10 @@ class LivePackaging:
         self.handoff = handoff
         self._sweeper: asyncio.Task[None] | None = None
         self._adopted_sub: Any = None
+        self._keepers: set[asyncio.Task[None]] = set()
+        # Seconds per live-record update (the keeper's CAS write), newest last.
+        self.record_updates: collections.deque[float] = collections.deque(maxlen=4096)
+        self._record_writes = 0
 
     async def start(self) -> None:
         """With a hand-off: hear adopted notices and sweep orphaned broadcasts."""
@@ -206,6 +225,8 @@ class LivePackaging:
                 fallback = local_ok and local is not None and local.revision is None
                 return await self._start_shared(handoff, stream_id, session_id, user_id, fallback)
             record, revision = got
+            if record.owner != handoff.instance and owner_gone(record, time.time()):
+                record = as_dropped(record)  # its process crashed while live
             mine = (
                 local_ok
                 and local is not None
@@ -213,13 +234,21 @@ class LivePackaging:
                 and local.session_id == record.session_id
                 and record.state in ("live", "lingering")
             )
-            if record.state == "live" and not mine and time.monotonic() < deadline:
-                await asyncio.sleep(HANDOFF_POLL_S)  # its last media is being stored
+            # Its last media is being stored; or its owner may have just crashed (a
+            # heartbeat, OWNER_GONE_S, tells which).
+            waited = deadline + (OWNER_GONE_S if record.heartbeat else 0.0)
+            if record.state == "live" and not mine and time.monotonic() < waited:
+                await asyncio.sleep(HANDOFF_POLL_S)
                 continue
             open_window = record.state == "lingering" and record.deadline > time.time()
             if self.reconnect_window_s > 0 and (mine or open_window):
                 claim = msgspec.structs.replace(
-                    record, state="live", owner=handoff.instance, deadline=0.0
+                    record,
+                    state="live",
+                    owner=handoff.instance,
+                    deadline=0.0,
+                    heartbeat=time.time(),
+                    window_s=self.reconnect_window_s,
                 )
                 claimed = await handoff.write(stream_id, claim, revision)
                 if claimed is None:
@@ -227,6 +256,7 @@ class LivePackaging:
                 if mine and local is not None:
                     sink = self._attach(stream_id, session_id, user_id, resume_local=True)
                     local.revision = claimed
+                    self._keep(local)
                     return sink
                 return await self._adopt(handoff, record, claimed, stream_id, session_id)
             # A window that closed with its owner elsewhere not having ended it (gone,
@@ -255,11 +285,15 @@ class LivePackaging:
             owner=handoff.instance,
             session_id=broadcast.session_id,
             user_id=broadcast.user_id,
+            heartbeat=time.time(),
+            window_s=self.reconnect_window_s,
         )
         try:
             broadcast.revision = await handoff.write(stream_id, record, None)
         except Exception as exc:  # the sink exists: this broadcast is then this process's
             log.warning("broadcast not shared", stream_id=stream_id, error=repr(exc))
+        else:
+            self._keep(broadcast)
         return sink
 
     async def _adopt(
@@ -273,7 +307,8 @@ class LivePackaging:
         """Continue a broadcast another ingest process held (its record is ours now)."""
         if session_id in self._sessions:
             raise ValueError(f"session {session_id!r} is already being packaged")
-        broadcast = self._from_record(stream_id, record, revision)
+        segments = await handoff.segments(stream_id, record)
+        broadcast = self._from_record(stream_id, record, revision, segments)
         if record.has_init:
             try:
                 broadcast.init = await self.store.read(keys.init_key(stream_id, record.session_id))
@@ -292,6 +327,7 @@ class LivePackaging:
         broadcast.connections.append(sink)
         self._sessions[session_id] = sink
         sink.add_done_callback(lambda: self._forget(session_id))
+        self._keep(broadcast)
         log.info(
             "publisher reconnected to another ingest process; the broadcast goes on here",
             stream_id=stream_id,
@@ -305,8 +341,11 @@ class LivePackaging:
             log.warning("adopted notice not sent", stream_id=stream_id, error=repr(exc))
         return sink
 
-    def _from_record(self, stream_id: str, record: Shared, revision: int) -> Broadcast:
-        """A broadcast as another process shared it (to continue it, or to end it)."""
+    def _from_record(
+        self, stream_id: str, record: Shared, revision: int, segments: list[SegmentTuple]
+    ) -> Broadcast:
+        """A broadcast as another process shared it (to continue it, or to end it);
+        ``segments``: all of them, its sealed chunks' too."""
         return Broadcast(
             stream_id,
             record.session_id,
@@ -315,11 +354,12 @@ class LivePackaging:
             started_event=record.started_event,
             started=record.started,
             stored_segments=record.stored_segments,
-            segments=[StoredSegment(*s) for s in record.segments],
+            segments=[StoredSegment(*s) for s in segments],
             duration_s=record.duration_s,
             last_reason=record.reason,
             created_at=dt.datetime.fromtimestamp(record.created_at or time.time(), dt.UTC),
             revision=revision,
+            shared_chunks=record.chunks,
         )
 
     async def _on_adopted(self, stream_id: str, session_id: str, by: str) -> None:
@@ -335,6 +375,7 @@ class LivePackaging:
         if broadcast.handed_off:
             return
         broadcast.handed_off = True
+        self._stop_keeping(broadcast)
         if broadcast.linger is not None and broadcast.linger is not asyncio.current_task():
             broadcast.linger.cancel()
         broadcast.linger = None
@@ -358,9 +399,13 @@ class LivePackaging:
         self.drop_parts(broadcast, parts)
 
     def _shared_record(
-        self, broadcast: Broadcast, sink: SessionSink, handoff: BroadcastHandoff
+        self,
+        broadcast: Broadcast,
+        handoff: BroadcastHandoff,
+        state: State,
+        position: Resume | None,
     ) -> Shared:
-        position = sink.position.result() if sink.position.done() else None
+        """The record of ``broadcast`` (its segments go in by :meth:`_write_shared`)."""
         resume = None
         if position is not None:
             resume = (
@@ -369,36 +414,145 @@ class LivePackaging:
                 position.fragment_sequence,
                 position.part_target_s,
             )
+        now = time.time()
+        live = state == "live"
         return Shared(
-            state="lingering",
+            state=state,
             owner=handoff.instance,
             session_id=broadcast.session_id,
             user_id=broadcast.user_id,
-            deadline=time.time() + self.reconnect_window_s,
+            deadline=0.0 if live else now + self.reconnect_window_s,
             reason=broadcast.last_reason,
             resume=resume,
             has_init=broadcast.init is not None,
             started_event=broadcast.started_event,
             started=broadcast.started,
             stored_segments=broadcast.stored_segments,
-            segments=[
-                (s.sequence, s.duration_s, s.discontinuity, s.byte_size) for s in broadcast.segments
-            ],
-            duration_s=broadcast.duration_s,
+            # Live: what has been stored so far (the connection goes on).
+            duration_s=sum(s.duration_s for s in broadcast.segments)
+            if live
+            else broadcast.duration_s,
             created_at=broadcast.created_at.timestamp(),
+            heartbeat=now if live else 0.0,
+            window_s=self.reconnect_window_s,
         )
+
+    async def _write_shared(
+        self, handoff: BroadcastHandoff, broadcast: Broadcast, record: Shared
+    ) -> int | None:
+        """CAS ``record`` with the broadcast's segments: full chunks sealed first (a
+        reader never meets a record naming a chunk not yet written), the rest inline."""
+        segments = broadcast.segments
+        while (broadcast.shared_chunks + 1) * CHUNK_SEGMENTS <= len(segments):
+            start = broadcast.shared_chunks * CHUNK_SEGMENTS
+            chunk = [
+                (s.sequence, s.duration_s, s.discontinuity, s.byte_size)
+                for s in segments[start : start + CHUNK_SEGMENTS]
+            ]
+            await handoff.write_chunk(
+                broadcast.stream_id, broadcast.session_id, broadcast.shared_chunks, chunk
+            )
+            broadcast.shared_chunks += 1
+        tail = segments[broadcast.shared_chunks * CHUNK_SEGMENTS :]
+        record.segments = [(s.sequence, s.duration_s, s.discontinuity, s.byte_size) for s in tail]
+        record.chunks = broadcast.shared_chunks
+        return await handoff.write(broadcast.stream_id, record, broadcast.revision)
+
+    # -- the live record: kept current while the publisher is connected here ------------
+
+    def _keep(self, broadcast: Broadcast) -> None:
+        """Keep the broadcast's live record current until its connection ends here."""
+        if self.handoff is None or broadcast.revision is None:
+            return
+        broadcast.live_shared = True
+        if broadcast.keeper is None or broadcast.keeper.done():
+            task = asyncio.get_running_loop().create_task(
+                self._keep_shared(self.handoff, broadcast), name=f"keep-{broadcast.session_id}"
+            )
+            broadcast.keeper = task
+            self._keepers.add(task)
+            task.add_done_callback(self._keepers.discard)
+
+    def _stop_keeping(self, broadcast: Broadcast) -> None:
+        broadcast.live_shared = False
+        broadcast.segment_stored.set()  # the keeper sees it at once
+
+    async def _keep_shared(self, handoff: BroadcastHandoff, broadcast: Broadcast) -> None:
+        """One write at a time: segments stored during a write go in the next one."""
+        took: list[float] = []
+        try:
+            await self._keep_writing(handoff, broadcast, took)
+        finally:
+            if len(took) >= 2:
+                cuts = statistics.quantiles(took, n=100)
+                log.info(
+                    "live record updates of the connection",
+                    stream_id=broadcast.stream_id,
+                    writes=len(took),
+                    p50_ms=round(cuts[49] * 1000, 3),
+                    p99_ms=round(cuts[98] * 1000, 3),
+                    max_ms=round(max(took) * 1000, 3),
+                )
+
+    async def _keep_writing(
+        self, handoff: BroadcastHandoff, broadcast: Broadcast, took: list[float]
+    ) -> None:
+        while broadcast.live_shared:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(broadcast.segment_stored.wait(), HEARTBEAT_S)
+            broadcast.segment_stored.clear()
+            async with broadcast.shared_lock:
+                sink = broadcast.newest
+                resume = sink.crash_resume() if sink is not None else None
+                if not broadcast.live_shared or broadcast.revision is None or resume is None:
+                    continue  # ended, or a continuation whose packager starts in a moment
+                record = self._shared_record(broadcast, handoff, "live", resume)
+                began = time.perf_counter()
+                try:
+                    written = await self._write_shared(handoff, broadcast, record)
+                except Exception as exc:  # the bus is away: the next beat tries again
+                    log.warning(
+                        "live broadcast record not updated",
+                        stream_id=broadcast.stream_id,
+                        error=repr(exc),
+                    )
+                    continue
+                if written is None:  # someone else owns the key: as for any lost CAS,
+                    # the end of this connection finds out who (_claim_end).
+                    log.warning(
+                        "live broadcast record taken by another process",
+                        stream_id=broadcast.stream_id,
+                        session_id=broadcast.session_id,
+                    )
+                    broadcast.live_shared = False
+                    return
+                broadcast.revision = written
+                took.append(time.perf_counter() - began)
+                self._note_record_update(took[-1], len(record.segments))
+
+    def _note_record_update(self, seconds: float, inline_segments: int) -> None:
+        self.record_updates.append(seconds)
+        self._record_writes += 1
+        if self._record_writes % RECORD_LOG_EVERY == 0:
+            cuts = statistics.quantiles(self.record_updates, n=100)
+            log.info(
+                "live record updates",
+                writes=self._record_writes,
+                p50_ms=round(cuts[49] * 1000, 3),
+                p99_ms=round(cuts[98] * 1000, 3),
+                inline_segments=inline_segments,
+            )
 
     async def _share_lingering(self, broadcast: Broadcast, sink: SessionSink) -> None:
         """Put the lingering broadcast where every ingest process can continue it."""
         handoff = self.handoff
         if handoff is None or broadcast.revision is None:
             return
+        position = sink.position.result() if sink.position.done() else None
+        record = self._shared_record(broadcast, handoff, "lingering", position)
         try:
-            written = await handoff.write(
-                broadcast.stream_id,
-                self._shared_record(broadcast, sink, handoff),
-                broadcast.revision,
-            )
+            async with broadcast.shared_lock:
+                written = await self._write_shared(handoff, broadcast, record)
         except Exception as exc:  # it lingers here only
             log.warning(
                 "lingering broadcast not shared", stream_id=broadcast.stream_id, error=repr(exc)
@@ -417,9 +571,16 @@ class LivePackaging:
         (or this one continued it) — let it go. Lost to another broadcast's record (a
         new publish replaced a record it thought abandoned): ours, so end it here."""
         handoff = self.handoff
+        self._stop_keeping(broadcast)
         if handoff is None or broadcast.revision is None:
             return True
+        async with broadcast.shared_lock:  # after the keeper's write in flight, if any
+            return await self._claim_end_shared(handoff, broadcast)
+
+    async def _claim_end_shared(self, handoff: BroadcastHandoff, broadcast: Broadcast) -> bool:
         stream_id = broadcast.stream_id
+        if broadcast.revision is None:
+            return True
         try:
             got = await handoff.read(stream_id)
             if got is not None and got[1] == broadcast.revision:
@@ -442,6 +603,10 @@ class LivePackaging:
     async def _forget_shared(self, broadcast: Broadcast) -> None:
         if self.handoff is not None and broadcast.revision is not None:
             await self.handoff.forget(broadcast.stream_id, broadcast.revision)
+        if self.handoff is not None and broadcast.shared_chunks:
+            await self.handoff.forget_chunks(
+                broadcast.stream_id, broadcast.session_id, broadcast.shared_chunks
+            )
 
     async def _sweep_orphans_forever(self) -> None:
         while True:
@@ -478,7 +643,8 @@ class LivePackaging:
             session_id=record.session_id,
             owner=record.owner,
         )
-        broadcast = self._from_record(stream_id, record, written)
+        segments = await handoff.segments(stream_id, record)
+        broadcast = self._from_record(stream_id, record, written, segments)
         if wait:
             await self.end_broadcast(broadcast)
         else:
@@ -503,6 +669,7 @@ class LivePackaging:
         broadcast = sink.broadcast
         if broadcast.newest is not sink:
             return  # the publisher is already back on a newer connection
+        self._stop_keeping(broadcast)
         broadcast.duration_s = max(broadcast.duration_s, finished.duration_s)
         broadcast.last_reason = finished.reason
         if finished.reason in RESUMABLE and self.reconnect_window_s > 0 and not self._closing:
@@ -788,6 +955,8 @@ class LivePackaging:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.gather(*(self._sweep_parts_later(b, delay=False) for b, _ in sweeps))
+            for keeper in list(self._keepers):  # stopped by the ends above; none is left
+                keeper.cancel()
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self.thumbnails.close()

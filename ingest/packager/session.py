@@ -198,6 +198,16 @@ class SessionSink:
     def closed(self) -> bool:
         return self._closed
 
+    def crash_resume(self) -> Resume | None:
+        """Where another process continues if this one dies now (shared while live):
+        after the segment being cut, whose parts may be out but which will never be
+        stored; mfhd numbers well past any that part could have used."""
+        if self._packager is None:
+            return None
+        at = self._packager.position()
+        offset_s = sum(s.duration_s for s in self.broadcast.segments)
+        return Resume(at.sequence + 1, offset_s, at.fragment_sequence + 1000, at.part_target_s)
+
     async def wait_closed(self) -> None:
         """Until this connection's outputs are handled: after ``stream.ended`` and
         ``stream.recorded`` when it ended the broadcast; once the broadcast lingers
@@ -417,6 +427,7 @@ class SessionSink:
                 segment.sequence, segment.duration_s, segment.discontinuity, len(segment.data)
             )
         )
+        broadcast.segment_stored.set()  # the shared record's keeper writes it meanwhile
         await self.publish(
             StreamSegment(
                 stream_id=self.stream_id,

@@ -53,7 +53,14 @@ from ingest import bus
 from ingest.auth import hash_key
 from ingest.keys import KeyStore, PublisherLeases
 from ingest.packager import create_packaging
-from ingest.packager.handoff import BUCKET, ORPHAN_GRACE_S, Shared
+from ingest.packager.handoff import (
+    BUCKET,
+    CHUNK_SEGMENTS,
+    ORPHAN_GRACE_S,
+    OWNER_GONE_S,
+    BroadcastHandoff,
+    Shared,
+)
 from ingest.rtmp.server import Timeouts
 from ingest.server import IngestConfig, IngestServer
 from ingest.takeover import TakeoverLink
@@ -508,3 +515,211 @@ async def test_a_crashed_ingest_process_s_lingering_broadcast_is_ended_by_anothe
 
 async def _count_at_least(js: JetStreamContext, stream_id: str, n: int) -> bool:
     return len(await live_segments(js, stream_id)) >= n
+
+
+# -- a crash while the publisher is still connected ------------------------------------
+
+# Quick leases so the reconnect to B is accepted soon after A died (renewed every 1 s).
+CRASH_ENV = {
+    "VIDEOPICK_LIVE_THUMBNAIL_INTERVAL_S": "0",
+    "VIDEOPICK_RTMP_STATS_INTERVAL_S": "1",
+    "VIDEOPICK_RTMP_PUBLISHER_LEASE_S": "3",
+}
+
+
+async def _live_record_covers(js: JetStreamContext, stream_id: str, n: int) -> bool:
+    """A's live record lists every segment it announced so far (at least ``n``)."""
+    record = await shared_record(js, stream_id)
+    announced = [s.sequence for s in await live_segments(js, stream_id)]
+    return (
+        record is not None
+        and record.state == "live"
+        and len(announced) >= n
+        and [s[0] for s in record.segments] == announced
+    )
+
+
+async def _crash_while_live(
+    js: JetStreamContext, a_pid: int, a_port: int, channel: Channel
+) -> list[StreamSegment]:
+    """ffmpeg live on A with several segments stored; A SIGKILLed mid-publish. The
+    segments A announced before the kill."""
+    publisher = await ffmpeg(rtmp(a_port, channel.key), seconds=60)
+    try:
+        await until(
+            lambda: _live_record_covers(js, channel.stream_id, 4),
+            "4 segments from A, all in its live record",
+        )
+        crash(a_pid)
+    finally:
+        await stop(publisher, kill=True)  # the encoder gives up on its dead connection
+    return await live_segments(js, channel.stream_id)
+
+
+async def _check_recording_segments(
+    store: LocalStore, recorded: StreamRecorded, segments: list[StreamSegment]
+) -> None:
+    """The VOD playlist lists exactly ``segments``, each decoding after the init."""
+    prefix = recorded.playlist_key.rsplit("/", 1)[0]
+    vod = check_recording_playlist((await store.read(recorded.playlist_key)).decode())
+    assert vod.segment_uris == [s.object_key.rsplit("/", 1)[1] for s in segments]
+    init = await store.read(f"{prefix}/init.mp4")
+    for uri in vod.segment_uris:
+        assert decoded_video_frames(init, await store.read(f"{prefix}/{uri}")) > 0, uri
+    assert decoded_video_frames(b"", await store.read(recorded.object_key)) > 0
+
+
+def _record_update_line(log_path: Path) -> str:
+    """B's summary of its live-record writes (the cost per segment)."""
+    lines = [
+        line
+        for line in log_path.read_text(errors="replace").splitlines()
+        if "live record updates" in line
+    ]
+    return lines[-1] if lines else "(no live record update summary)"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_crash_while_live_is_continued_by_a_reconnect_to_another_process(
+    gateway_settings: Settings,
+    key_publisher: EventPublisher,
+    event_streams: JetStreamContext,
+    tmp_path: Path,
+) -> None:
+    """A is SIGKILLed while the publisher is connected; the publisher reconnects to B
+    within the window: one broadcast, the sequence carrying on past the segment A was
+    cutting, one discontinuity, a recording of both halves."""
+    env = {**CRASH_ENV, "VIDEOPICK_LIVE_RECONNECT_WINDOW_S": "60"}
+    js = event_streams
+    with (
+        ingest_process(gateway_settings, tmp_path / "ingest-a.log", env) as a,
+        ingest_process(gateway_settings, tmp_path / "ingest-b.log", env) as b,
+    ):
+        channel = await channel_for(key_publisher, gateway_settings)
+        before = await _crash_while_live(js, a.pid, a.port, channel)
+        crashed_at = time.monotonic()
+        # A's lease lapses (3 s) before B may accept the channel.
+        await asyncio.sleep(4.0)
+        second = await ffmpeg(rtmp(b.port, channel.key), seconds=4)
+        await stop(second, kill=False)  # accepted, published, unpublished cleanly
+        recorded = await until(
+            lambda: stored(js, StreamRecorded, STREAMS.name, channel.stream_id),
+            "stream.recorded from B",
+        )
+        print(f"B continued {time.monotonic() - crashed_at:.1f} s after the crash")
+    started = await stored(js, StreamStarted, STREAMS.name, channel.stream_id)
+    ended = await stored(js, StreamEnded, STREAMS.name, channel.stream_id)
+    assert len(started) == len(ended) == len(recorded) == 1
+    broadcast_id = started[0].session_id
+    assert ended[0].session_id == recorded[0].session_id == broadcast_id
+    segments = await live_segments(js, channel.stream_id)
+    assert {s.session_id for s in segments} == {broadcast_id}
+    after = segments[len(before) :]
+    assert segments[: len(before)] == before
+    assert after
+    # The segment A was cutting is skipped (its parts may have been out), no more.
+    assert before[-1].sequence < after[0].sequence <= before[-1].sequence + 2
+    assert [s.sequence for s in after] == list(range(after[0].sequence, after[-1].sequence + 1))
+    assert [s.discontinuity for s in segments] == [False] * len(before) + [True] + [False] * (
+        len(after) - 1
+    )
+    total_s = sum(s.duration_s for s in segments)
+    assert ended[0].duration_s == pytest.approx(total_s, abs=FRAME_S)
+    assert recorded[0].duration_s == pytest.approx(total_s, abs=FRAME_S)
+    assert recorded[0].title == "Two halves"
+    store = LocalStore(gateway_settings.resolved_store_path)
+    await _check_recording_segments(store, recorded[0], segments)
+    assert await shared_record(js, channel.stream_id) is None
+    print("B:", _record_update_line(tmp_path / "ingest-b.log"))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_crash_while_live_with_no_reconnect_is_ended_once_by_another_process(
+    gateway_settings: Settings,
+    key_publisher: EventPublisher,
+    event_streams: JetStreamContext,
+    tmp_path: Path,
+) -> None:
+    """A is SIGKILLed while the publisher is connected, and nobody comes back: B ends
+    the broadcast once, its recording listing every segment A stored."""
+    env = {**CRASH_ENV, "VIDEOPICK_LIVE_RECONNECT_WINDOW_S": "3"}
+    js = event_streams
+    with (
+        ingest_process(gateway_settings, tmp_path / "ingest-a.log", env) as a,
+        ingest_process(gateway_settings, tmp_path / "ingest-b.log", env),
+    ):
+        channel = await channel_for(key_publisher, gateway_settings)
+        before = await _crash_while_live(js, a.pid, a.port, channel)
+        crashed_at = time.monotonic()
+        recorded = await until(
+            lambda: stored(js, StreamRecorded, STREAMS.name, channel.stream_id),
+            "stream.recorded from B",
+        )
+        # Not before the owner counted as gone and the window (from its last heartbeat)
+        # and the grace had passed.
+        assert time.monotonic() - crashed_at >= ORPHAN_GRACE_S
+        await asyncio.sleep(6.0)  # B's next sweep finds nothing more to end
+        assert await shared_record(js, channel.stream_id) is None
+    ended = await stored(js, StreamEnded, STREAMS.name, channel.stream_id)
+    recorded = await stored(js, StreamRecorded, STREAMS.name, channel.stream_id)
+    assert len(ended) == len(recorded) == 1
+    assert ended[0].reason == "publisher_left"
+    assert await live_segments(js, channel.stream_id) == before
+    total_s = sum(s.duration_s for s in before)
+    assert ended[0].duration_s == pytest.approx(total_s, abs=FRAME_S)
+    assert recorded[0].duration_s == pytest.approx(total_s, abs=FRAME_S)
+    assert recorded[0].title == "Two halves"
+    store = LocalStore(gateway_settings.resolved_store_path)
+    await _check_recording_segments(store, recorded[0], before)
+
+
+async def test_a_long_broadcast_s_record_keeps_its_segments_in_chunks(
+    nats_client: Client,
+) -> None:
+    """Sealed chunks and the record's own tail read back as every segment, in order;
+    the sweep never mistakes a chunk for a record. Prints a record update's cost."""
+    handoff = BroadcastHandoff(lambda: nats_client, instance="test-chunks")
+    stream_id, session_id = secrets.token_hex(6), "sess-" + secrets.token_hex(4)
+    every = [(n, 1.0 + n / 1e4, n == 7, 1000 + n) for n in range(2 * CHUNK_SEGMENTS + 17)]
+    for index in range(2):
+        part = every[index * CHUNK_SEGMENTS : (index + 1) * CHUNK_SEGMENTS]
+        await handoff.write_chunk(stream_id, session_id, index, part)
+    record = Shared(
+        state="live",
+        owner="gone",
+        session_id=session_id,
+        segments=every[2 * CHUNK_SEGMENTS :],
+        chunks=2,
+        heartbeat=time.time() - OWNER_GONE_S - 30.0,
+        window_s=10.0,
+    )
+    revision = await handoff.write(stream_id, record, None)
+    assert revision is not None
+    got = await handoff.read(stream_id)
+    assert got is not None
+    assert await handoff.segments(stream_id, got[0]) == every
+    # A gone owner's live record, past its window and the grace: swept as lingering.
+    expired = {name: (view, rev) for name, view, rev in await handoff.expired()}
+    assert set(expired) & {stream_id} == {stream_id}
+    assert not any("." in name for name in expired)
+    view, rev = expired[stream_id]
+    assert (view.state, view.deadline, rev) == ("lingering", record.heartbeat + 10.0, revision)
+
+    # The costliest update: a full tail (CHUNK_SEGMENTS - 1 inline), CAS each time.
+    record.segments = every[: CHUNK_SEGMENTS - 1]
+    took = []
+    for _ in range(50):
+        began = time.perf_counter()
+        revision = await handoff.write(stream_id, record, revision)
+        took.append(time.perf_counter() - began)
+        assert revision is not None
+    took.sort()
+    size = len(msgspec.json.encode(record))
+    print(
+        f"largest live record ({size} bytes): CAS update p50 {took[25] * 1e3:.2f} ms,"
+        f" max {took[-1] * 1e3:.2f} ms"
+    )
+    assert await handoff.write(stream_id, record, revision - 1) is None  # a lost CAS
+    await handoff.forget_chunks(stream_id, session_id, 2)
+    await handoff.forget(stream_id, revision)
+    assert await handoff.read(stream_id) is None
