@@ -237,7 +237,11 @@ async def _publish_paced(sink: Any, tags: list[Tag]) -> None:
     await sink.wait_closed()
 
 
-async def full_path(tags: list[Tag], streams: int, media_s: float, use_s3: bool) -> dict[str, Any]:
+async def full_path(
+    tags: list[Tag], streams: int, media_s: float, use_s3: bool, *, shared: bool = False
+) -> dict[str, Any]:
+    """``shared``: publishes open as the RTMP server opens them (the broadcast's live
+    record in JetStream KV, kept current after every segment); else local sinks only."""
     from common.nats_server import NatsServerProcess
     from common.settings import load_settings
     from common.store import create_store
@@ -274,10 +278,16 @@ async def full_path(tags: list[Tag], streams: int, media_s: float, use_s3: bool)
             await nc.close()
             packaging = create_packaging(settings, broker, store, on_part=timings.append)
             cpu0, wall0 = _cpu_s(), time.monotonic()
-            sinks = [
-                packaging.create_session_sink(f"bench{n}", f"s{n}-{int(wall0)}", "bench")
-                for n in range(streams)
-            ]
+            if shared:
+                sinks = [
+                    await packaging.open_session_sink(f"bench{n}", f"s{n}-{int(wall0)}", "bench")
+                    for n in range(streams)
+                ]
+            else:
+                sinks = [
+                    packaging.create_session_sink(f"bench{n}", f"s{n}-{int(wall0)}", "bench")
+                    for n in range(streams)
+                ]
             await asyncio.gather(*(_publish_paced(sink, tags) for sink in sinks))
             cpu, wall = _cpu_s() - cpu0, time.monotonic() - wall0
         finally:
@@ -287,8 +297,12 @@ async def full_path(tags: list[Tag], streams: int, media_s: float, use_s3: bool)
                 server.stop()
     acked = [t.latency_s for t in timings]
     stored = [t.stored_s for t in timings]
+    updates = list(packaging.record_updates)
     return {
         "streams": streams,
+        "record_updates": len(updates),
+        "record_update_p50_ms": _pct(updates, 0.5) * 1000 if updates else 0.0,
+        "record_update_p99_ms": _pct(updates, 0.99) * 1000 if updates else 0.0,
         "parts": len(timings),
         "stored_p50_ms": statistics.median(stored) * 1000,
         "acked_p50_ms": statistics.median(acked) * 1000,

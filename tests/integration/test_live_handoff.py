@@ -524,6 +524,7 @@ CRASH_ENV = {
     "VIDEOPICK_LIVE_THUMBNAIL_INTERVAL_S": "0",
     "VIDEOPICK_RTMP_STATS_INTERVAL_S": "1",
     "VIDEOPICK_RTMP_PUBLISHER_LEASE_S": "3",
+    "VIDEOPICK_LOG_LEVEL": "INFO",  # B's summary of its live-record writes
 }
 
 
