@@ -8,7 +8,8 @@ numbers and decode times carrying on (:class:`~ingest.packager.packager.Resume`)
 :class:`Broadcast` holds that shared state; each connection has its own
 :class:`~ingest.packager.session.SessionSink` and packager thread. A lingering
 broadcast is also written to JetStream KV (:mod:`ingest.packager.handoff`), so a
-reconnect that lands on another ingest process rebuilds it there and goes on.
+reconnect that lands on another ingest process rebuilds it there and goes on; a live
+one is kept current there too, so a crash of this process loses none of it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ A reconnect may land on any ingest process (one per core on a shared port, repli
 with a :class:`~ingest.packager.handoff.BroadcastHandoff`, a lingering broadcast's
 state is in JetStream KV and :meth:`LivePackaging.open_session_sink` continues it
 wherever the publisher comes back; exactly one process ends a broadcast nobody came
-back to, even when its owner crashed (see that module).
+back to, even when its owner crashed — while it lingered, or while the publisher was
+still connected: a live broadcast's record is kept current after every stored
+segment and on a heartbeat, in a task of its own (see that module).
 
 Part objects leave the store once no playlist lists them (:mod:`.retention`), and
 the rest of them a few target durations after the broadcast ends; segments stay.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from events.catalog import StreamStarted
-from ingest.packager.handoff import Shared
+from ingest.packager.handoff import OWNER_GONE_S, Shared, as_dropped, owner_gone
 from ingest.packager.retention import PartRetention
 
 
@@ -53,3 +53,28 @@ def test_remaining_parts_are_those_not_yet_expired() -> None:
     assert sorted(expired + remaining) == [(s, i) for s in range(8) for i in range(2)]
     assert not set(expired) & set(remaining)
     assert remaining[-1] == (7, 1)
+
+
+def test_a_live_record_without_a_fresh_heartbeat_is_a_broadcast_dropped_at_it() -> None:
+    now = 1.7e9
+    live = Shared(
+        state="live",
+        owner="host:1:abcd",
+        session_id="sess1",
+        heartbeat=now - OWNER_GONE_S - 0.5,
+        window_s=60.0,
+        resume=(9, 8.0, 1040, 0.25),
+        segments=[(n, 1.0, False, 1000) for n in range(8)],
+    )
+    assert owner_gone(live, now)
+    dropped = as_dropped(live)
+    assert (dropped.state, dropped.deadline, dropped.reason) == (
+        "lingering",
+        live.heartbeat + 60.0,
+        "dropped",
+    )
+    assert (dropped.resume, dropped.segments) == (live.resume, live.segments)
+    # A fresh heartbeat, a record from before heartbeats, or another state: not gone.
+    assert not owner_gone(msgspec.structs.replace(live, heartbeat=now - 1.0), now)
+    assert not owner_gone(msgspec.structs.replace(live, heartbeat=0.0), now)
+    assert not owner_gone(msgspec.structs.replace(live, state="lingering"), now)
