@@ -10,7 +10,12 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from common.db import session_factory
-from common.idempotency import ProcessedEvent, claim_event, prune_processed_events
+from common.idempotency import (
+    ProcessedEvent,
+    claim_event,
+    claim_events,
+    prune_processed_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +191,23 @@ async def test_bad_arguments_are_refused(sessions: async_sessionmaker[AsyncSessi
             await claim_event(session, "", "evt")
         with pytest.raises(ValueError, match="non-empty"):
             await claim_event(session, "chat", "")
+
+
+async def test_claim_events_claims_a_batch_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The batch form: what is new is claimed (a repeat within the call once), what was
+    claimed before is not, and a rolled-back batch claimed nothing."""
+    await _claim_and_commit(sessions, "batch", "e-old")
+    async with sessions.begin() as session:
+        claimed = await claim_events(session, "batch", ["e-1", "e-old", "e-2", "e-1"])
+    assert claimed == {"e-1", "e-2"}
+    async with sessions() as session:
+        assert await claim_events(session, "batch", ["e-3", "e-2"]) == {"e-3"}
+        await session.rollback()
+    async with sessions.begin() as session:
+        assert await claim_events(session, "batch", ["e-3", "e-1"]) == {"e-3"}
+        assert await claim_events(session, "batch", []) == set()
+    async with sessions() as session:
+        with pytest.raises(ValueError, match="non-empty"):
+            await claim_events(session, "batch", ["e-4", ""])
