@@ -245,7 +245,8 @@ class BroadcastHandoff:
             if got is None:
                 continue
             record, revision = got
-            if owner_gone(record, now):
+            # Our own live record is never gone (its writes failed for a while: the bus).
+            if record.owner != self.instance and owner_gone(record, now):
                 record = as_dropped(record)
             if record.state == "lingering" and record.deadline + grace_s < now:
                 found.append((name, record, revision))
