@@ -25,7 +25,7 @@ from chat.effects import EffectFlusher
 from chat.history import history_page
 from chat.housekeeping import Housekeeper
 from chat.models import ChatUserRow
-from chat.pipeline import COMPONENT, ChatPipeline, Rules, now_ms
+from chat.pipeline import COMPONENT, CONSUMER, ChatPipeline, Rules, now_ms
 from chat.sql import insert_ignore
 from chat.stages import STAGES
 from common.logs import get_logger
@@ -57,7 +57,12 @@ class ChatService:
         self.pipeline = ChatPipeline(sessions, Rules.from_settings(settings), clock_ms)
         self.batcher = DecisionBatcher(self.pipeline)
         self.flusher = EffectFlusher(sessions, self._publish, clock_ms)
-        self.housekeeper = Housekeeper(sessions)
+        self.housekeeper = Housekeeper(
+            sessions,
+            # The stream keeps events this long; a claim must outlive its event.
+            keep_claims=dt.timedelta(days=settings.events_max_age_days + 1),
+            consumers=(CONSUMER, USERS_CONSUMER),
+        )
         self.decided = 0  # chat.message decisions made by this worker (metrics, tests)
 
     def start(self) -> None:

@@ -16,9 +16,10 @@ winner's transaction, then sees the row).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, Text, delete, text
+from sqlalchemy import CursorResult, Table, Text, delete, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -101,14 +102,32 @@ async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str
     return set((await session.execute(stmt, rows)).scalars().all())
 
 
-async def prune_processed_events(session: AsyncSession, older_than: dt.datetime) -> int:
-    """Forget claims older than ``older_than``; returns how many rows went.
+async def prune_processed_events(
+    session: AsyncSession,
+    older_than: dt.datetime,
+    *,
+    consumers: Collection[str] | None = None,
+    limit: int | None = None,
+) -> int:
+    """Forget claims older than ``older_than`` (of ``consumers`` only, if given; at most
+    ``limit`` of them, the oldest, if given); returns how many rows went.
 
     Only safe past the stream's retention (``events_max_age_days``) plus the longest
     redelivery delay: an event that can no longer be delivered needs no guard.
     """
-    result = cast(
-        CursorResult[Any],
-        await session.execute(delete(_TABLE).where(_TABLE.c.processed_at < older_than)),
-    )
+    where = [_TABLE.c.processed_at < older_than]
+    if consumers is not None:
+        where.append(_TABLE.c.consumer.in_(list(consumers)))
+    stmt = delete(_TABLE).where(*where)
+    if limit is not None:
+        # A bounded delete (by primary key, oldest first) keeps each transaction short:
+        # on SQLite a long one would hold the only write lock.
+        oldest = (
+            select(_TABLE.c.consumer, _TABLE.c.event_id)
+            .where(*where)
+            .order_by(_TABLE.c.processed_at)
+            .limit(limit)
+        )
+        stmt = delete(_TABLE).where(tuple_(_TABLE.c.consumer, _TABLE.c.event_id).in_(oldest))
+    result = cast(CursorResult[Any], await session.execute(stmt))
     return result.rowcount

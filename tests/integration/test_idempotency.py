@@ -211,3 +211,30 @@ async def test_claim_events_claims_a_batch_once(
     async with sessions() as session:
         with pytest.raises(ValueError, match="non-empty"):
             await claim_events(session, "batch", ["e-4", ""])
+
+
+async def test_chat_housekeeping_prunes_its_old_claims_in_batches_and_nothing_else(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import housekeeping
+
+    monkeypatch.setattr(housekeeping, "PRUNE_BATCH", 3)  # several batches, one short
+    now = dt.datetime.now(dt.UTC)
+    async with sessions.begin() as session:
+        claimed = await claim_events(session, "chat", [f"old-{n}" for n in range(7)])
+        assert len(claimed) == 7
+        await claim_event(session, "chat", "recent")
+        await claim_event(session, "uploader", "old-of-another-consumer")
+    async with sessions.begin() as session:
+        await session.execute(
+            update(ProcessedEvent)
+            .where(ProcessedEvent.event_id.like("old%"))
+            .values(processed_at=now - dt.timedelta(days=40))
+        )
+    pruned = await housekeeping.prune_claims(
+        sessions, now, dt.timedelta(days=31), consumers=("chat", "chat-users")
+    )
+    assert pruned == 7
+    async with sessions() as session:
+        left = sorted((await session.scalars(select(ProcessedEvent.event_id))).all())
+    assert left == ["old-of-another-consumer", "recent"]
