@@ -66,8 +66,6 @@ from ingest.server import IngestConfig, IngestServer
 from ingest.takeover import TakeoverLink
 from tests.integration.live_stack import ingest_caught_up, ingest_process
 from tests.integration.llhls_checks import (
-    check_media,
-    check_playlist,
     check_recording_playlist,
     decoded_video_frames,
 )
@@ -76,6 +74,7 @@ from tests.integration.test_live_reconnect import (
     FRAME_S,
     Live,
     add_channel,
+    check_ended_broadcast,
     ffmpeg,
     segments_at_gateway,
     stop,
@@ -197,28 +196,9 @@ async def check_one_broadcast(
     assert recorded[0].duration_s > min_duration_s  # both halves, not the second alone
     assert (recorded[0].title, recorded[0].description) == ("Two halves", "dropped once")
 
-    await until(
-        lambda: (p := b.gateway.state.playlist(stream_id)) is not None and p.ended,
-        "stream.ended at the gateway",
+    frames = await check_ended_broadcast(
+        b, stream_id, broadcast_id, segments, ended[0], recorded[0]
     )
-    async with b.http() as http:
-
-        async def fetch(uri: str) -> bytes:
-            response = await http.get(f"/live/{stream_id}/{uri}")
-            assert response.status_code == 200, uri
-            return response.content
-
-        response = await http.get(f"/live/{stream_id}/index.m3u8")
-        after = check_playlist(response.text, live=False)
-        assert after.discontinuities == 1
-        assert after.segments_s == pytest.approx(ended[0].duration_s, abs=FRAME_S)
-        frames = await check_media(after, after.playlist.segment_map[0].uri, fetch)
-
-        response = await http.get(f"/live/{stream_id}/{broadcast_id}/recording.m3u8")
-        vod = check_recording_playlist(response.text)
-        assert vod.discontinuities == 1
-        assert len(vod.segment_uris) == len(segments)
-        assert vod.segments_s == pytest.approx(recorded[0].duration_s, abs=FRAME_S)
     data = await b.packaging.store.read(recorded[0].object_key)
     assert decoded_video_frames(b"", data) == frames
     return broadcast_id, segments

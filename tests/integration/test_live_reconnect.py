@@ -225,6 +225,48 @@ def segments_at_gateway(live: Live, stream_id: str) -> int:
     return 0 if playlist is None else len(playlist.segments)
 
 
+async def check_ended_broadcast(
+    live: Live,
+    stream_id: str,
+    broadcast_id: str,
+    segments: list[StreamSegment],
+    ended: StreamEnded,
+    recorded: StreamRecorded,
+) -> int:
+    """A broadcast with one reconnect, once ended, through ``live``'s gateway: the live
+    playlist (ENDLIST, one discontinuity, durations adding up, every part and segment
+    decoding) and the recording's VOD playlist over the same segments. The frame count."""
+    await until(
+        lambda: (p := live.gateway.state.playlist(stream_id)) is not None and p.ended,
+        "stream.ended at the gateway",
+    )
+    async with live.http() as http:
+
+        async def fetch(uri: str) -> bytes:
+            response = await http.get(f"/live/{stream_id}/{uri}")
+            assert response.status_code == 200, uri
+            return response.content
+
+        response = await http.get(f"/live/{stream_id}/index.m3u8")
+        after = check_playlist(response.text, live=False)
+        assert after.discontinuities == 1
+        assert after.segments_s == pytest.approx(ended.duration_s, abs=FRAME_S)
+        frames = await check_media(after, after.playlist.segment_map[0].uri, fetch)
+
+        response = await http.get(f"/live/{stream_id}/{broadcast_id}/recording.m3u8")
+        assert response.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+        vod = check_recording_playlist(response.text)
+        assert vod.discontinuities == 1
+        assert len(vod.segment_uris) == len(segments)
+        assert vod.segments_s == pytest.approx(recorded.duration_s, abs=FRAME_S)
+
+        async def fetch_vod(uri: str) -> bytes:
+            return await fetch(f"{broadcast_id}/{uri}")
+
+        assert await check_media(vod, "init.mp4", fetch_vod) == frames
+    return frames
+
+
 async def test_a_dropped_publisher_that_returns_continues_the_broadcast(
     make_live: Callable[[float], Any],
 ) -> None:
@@ -291,36 +333,10 @@ async def test_a_dropped_publisher_that_returns_continues_the_broadcast(
     assert all(s["keyframe_interval_s"] in (0.0, pytest.approx(1.0, abs=0.05)) for s in samples)
 
     # After the stream: ENDLIST, one discontinuity, durations add up, everything plays.
-    await until(
-        lambda: (p := live.gateway.state.playlist(stream_id)) is not None and p.ended,
-        "stream.ended at the gateway",
+    frames = await check_ended_broadcast(
+        live, stream_id, broadcast_id, segments, ended[0], recorded[0]
     )
-    async with live.http() as http:
-
-        async def fetch_after(uri: str) -> bytes:
-            response = await http.get(f"/live/{stream_id}/{uri}")
-            assert response.status_code == 200, uri
-            return response.content
-
-        response = await http.get(f"/live/{stream_id}/index.m3u8")
-        after = check_playlist(response.text, live=False)
-        assert after.discontinuities == 1
-        assert after.segments_s == pytest.approx(ended[0].duration_s, abs=FRAME_S)
-        frames = await check_media(after, after.playlist.segment_map[0].uri, fetch_after)
-
-        # The recording as HLS VOD, playable at once: the same segments, every one of them.
-        assert recorded[0].playlist_key == f"live/{stream_id}/{broadcast_id}/recording.m3u8"
-        response = await http.get(f"/live/{stream_id}/{broadcast_id}/recording.m3u8")
-        assert response.headers["content-type"].startswith("application/vnd.apple.mpegurl")
-        vod = check_recording_playlist(response.text)
-        assert vod.discontinuities == 1
-        assert len(vod.segment_uris) == len(segments)
-        assert vod.segments_s == pytest.approx(recorded[0].duration_s, abs=FRAME_S)
-
-        async def fetch_vod(uri: str) -> bytes:
-            return await fetch_after(f"{broadcast_id}/{uri}")
-
-        assert await check_media(vod, "init.mp4", fetch_vod) == frames
+    assert recorded[0].playlist_key == f"live/{stream_id}/{broadcast_id}/recording.m3u8"
 
     # The recording: both halves, one file, one video with the broadcast's metadata.
     data = await live.packaging.store.read(recorded[0].object_key)
