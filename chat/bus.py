@@ -54,6 +54,12 @@ MESSAGE_POLICY: Final = RetryPolicy(max_deliver=6, backoff_s=(0.2, 1.0, 5.0, 30.
 # passes, which at 25 messages/s was half a second of latency; batching happens after
 # the fetch, in chat.batcher.
 MESSAGE_WORKERS: Final = 64
+# Pull requests outstanding at once on the ``chat`` durable. With one, every message
+# costs a fetch round trip before the next can start, and one slow round trip (a
+# worker starved of CPU by the fan-out) queues everything behind it. Two messages
+# sent within one round trip may then be decided in either order; the decision order
+# (the channel's offsets) is the one every subscriber sees.
+MESSAGE_FETCHERS: Final = 4
 LEDGER_POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(0.5, 2.0, 10.0, 60.0), ack_wait_s=30.0)
 
 
@@ -61,16 +67,18 @@ def register(broker: NatsBroker) -> None:
     def service() -> ChatService:
         return cast(ChatService, broker.context.get(CONTEXT_KEY))
 
-    @durable_subscriber(
-        broker,
-        ChatMessage,
-        durable="chat",
-        policy=MESSAGE_POLICY,
-        batch_size=1,
-        max_workers=MESSAGE_WORKERS,
-    )
-    async def on_chat_message(event: ChatMessage) -> None:
-        await service().on_message(event)
+    for _ in range(MESSAGE_FETCHERS):
+
+        @durable_subscriber(
+            broker,
+            ChatMessage,
+            durable="chat",
+            policy=MESSAGE_POLICY,
+            batch_size=1,
+            max_workers=MESSAGE_WORKERS // MESSAGE_FETCHERS,
+        )
+        async def on_chat_message(event: ChatMessage) -> None:
+            await service().on_message(event)
 
     @durable_subscriber(broker, UserRegistered, durable="chat-users")
     async def on_user_registered(event: UserRegistered) -> None:
