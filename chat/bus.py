@@ -67,7 +67,7 @@ def register(broker: NatsBroker) -> None:
     def service() -> ChatService:
         return cast(ChatService, broker.context.get(CONTEXT_KEY))
 
-    for _ in range(MESSAGE_FETCHERS):
+    for fetcher in range(MESSAGE_FETCHERS):
 
         @durable_subscriber(
             broker,
@@ -76,6 +76,7 @@ def register(broker: NatsBroker) -> None:
             policy=MESSAGE_POLICY,
             batch_size=1,
             max_workers=MESSAGE_WORKERS // MESSAGE_FETCHERS,
+            include_in_schema=fetcher == 0,
         )
         async def on_chat_message(event: ChatMessage) -> None:
             await service().on_message(event)

@@ -199,11 +199,13 @@ def durable_subscriber(
     batch_size: int = 64,
     max_workers: int = 1,
     description: str | None = None,
+    include_in_schema: bool = True,
 ) -> Callable[[Handler], Any]:
     """Register a durable pull consumer of ``event_type`` on its existing stream.
 
     Replicas of a component share the durable name and so split the work. The
     stream is bound with ``declare=False``: ``videopick events init`` owns it.
+    Several fetchers on one durable document it once (``include_in_schema``).
     """
     policy = policy or RetryPolicy()
     _policies[durable] = policy
@@ -231,6 +233,7 @@ def durable_subscriber(
         ack_policy=AckPolicy.MANUAL,
         title=f"{durable}:{event_type.event_type()}",
         description=description or (event_type.__doc__ or "").strip() or None,
+        include_in_schema=include_in_schema,
         **kwargs,
     )
 

@@ -18,8 +18,6 @@ back quickly) because running jobs send ``in_progress`` every third of it.
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
@@ -68,30 +66,34 @@ def create_broker(settings: Settings, *, worker: TranscodeWorker | None = None) 
     policy = retry_policy(settings)
 
     for index in range(max(1, settings.transcode_workers)):
+        documented = index == 0  # the same channel again: document it once
         requested = durable_subscriber(
-            broker, TranscodeRequested, durable=CONSUMER, policy=policy, batch_size=1
+            broker,
+            TranscodeRequested,
+            durable=CONSUMER,
+            policy=policy,
+            batch_size=1,
+            include_in_schema=documented,
         )
 
         @requested
         async def on_transcode_requested(event: TranscodeRequested, msg: NatsMessage) -> None:
             await worker.handle(JobRequest.from_requested(event), msg, attempt=_attempt(msg))
 
-        subscribers = [requested]
         if settings.transcode_recordings:
             # A finished live recording becomes a video through the same ladder.
             recorded = durable_subscriber(
-                broker, StreamRecorded, durable=RECORDINGS_CONSUMER, policy=policy, batch_size=1
+                broker,
+                StreamRecorded,
+                durable=RECORDINGS_CONSUMER,
+                policy=policy,
+                batch_size=1,
+                include_in_schema=documented,
             )
 
             @recorded
             async def on_stream_recorded(event: StreamRecorded, msg: NatsMessage) -> None:
                 await worker.handle(JobRequest.from_recorded(event), msg, attempt=_attempt(msg))
-
-            subscribers.append(recorded)
-        if index:  # the same channel again: document it once
-            for subscriber in subscribers:
-                # durable_subscriber is typed as a decorator; it is FastStream's subscriber.
-                cast(Any, subscriber).specification.config.include_in_schema = False
 
     declare_publishes(broker, *PUBLISHES, component=COMPONENT)
     return broker
