@@ -14,6 +14,10 @@ handler returning acks; ``PermanentError`` (poison input) dead-letters at once; 
 other error naks with ``transcode_retry_backoff_s`` and dead-letters after
 ``transcode_max_deliver``. ``transcode_ack_wait_s`` is short (a killed worker's job comes
 back quickly) because running jobs send ``in_progress`` every third of it.
+
+``transcoder-deletions`` (``video.deleted``, :mod:`transcoder.deletion`): ack once the
+media is gone and the event claimed; a store or database error naks with backoff (a
+rerun deletes what is left); a long purge sends ``in_progress``.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from events.catalog import (
     TranscodeFailed,
     TranscodeProgress,
     TranscodeRequested,
+    VideoDeleted,
     VideoPublished,
 )
-from events.consumer import durable_subscriber
+from events.consumer import RetryPolicy, durable_subscriber
 from events.declare import declare_publishes
 from events.envelope import Event
 from events.publisher import EventPublisher
+from transcoder import deletion
 from transcoder.worker import (
     CONSUMER,
     RECORDINGS_CONSUMER,
@@ -51,6 +57,12 @@ PUBLISHES: tuple[type[Event], ...] = (
     TranscodeCompleted,
     TranscodeFailed,
     VideoPublished,
+)
+
+
+# Deletions are cheap and idempotent: retry a store or database outage for about a day.
+DELETION_POLICY = RetryPolicy(
+    max_deliver=20, backoff_s=(1.0, 5.0, 30.0, 120.0, 600.0, 3600.0), ack_wait_s=60.0
 )
 
 
@@ -94,6 +106,12 @@ def create_broker(settings: Settings, *, worker: TranscodeWorker | None = None) 
             @recorded
             async def on_stream_recorded(event: StreamRecorded, msg: NatsMessage) -> None:
                 await worker.handle(JobRequest.from_recorded(event), msg, attempt=_attempt(msg))
+
+    @durable_subscriber(
+        broker, VideoDeleted, durable=deletion.CONSUMER, policy=DELETION_POLICY, batch_size=16
+    )
+    async def on_video_deleted(event: VideoDeleted, msg: NatsMessage) -> None:
+        await deletion.remove_video(worker.sessions, worker.store, event, heartbeat=msg.in_progress)
 
     declare_publishes(broker, *PUBLISHES, component=COMPONENT)
     return broker

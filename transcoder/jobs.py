@@ -17,6 +17,9 @@
   consumer's ``processed_events`` see one event.
 - **published** is set in the transaction that publishes; a later request for the same
   video is acked without work.
+- **deleted** (from any state, or before any request: :func:`mark_deleted`) is terminal:
+  nothing is published for the video any more, and a delivery that finds it removes
+  what it made or was given instead (:mod:`transcoder.deletion`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class JobStatus(enum.StrEnum):
     ENCODED = "encoded"
     PUBLISHED = "published"
     FAILED = "failed"
+    DELETED = "deleted"
 
 
 class TranscodeJob(Base):
@@ -71,6 +75,7 @@ class ClaimOutcome(enum.Enum):
     PUBLISH = "publish"  # already encoded: publish the stored result
     DONE = "done"  # already published: nothing to do
     BUSY = "busy"  # another worker holds a live lease: ack this copy, skip
+    DELETED = "deleted"  # the video was deleted: remove its media, publish nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,8 @@ async def claim_job(
             )
         ).scalar_one()
         status = JobStatus(row.status)
+        if status is JobStatus.DELETED:
+            return Claim(ClaimOutcome.DELETED, row.attempts, row.owner)
         if status is JobStatus.PUBLISHED:
             return Claim(ClaimOutcome.DONE, row.attempts, row.owner)
         if status is JobStatus.ENCODED:
@@ -228,3 +235,31 @@ async def mark_published(session: AsyncSession, video_id: str) -> bool:
         ),
     )
     return result.rowcount == 1
+
+
+async def mark_deleted(
+    sessions: async_sessionmaker[AsyncSession], *, video_id: str, event_id: str
+) -> None:
+    """Any state → deleted (a row is made if no request came yet): from now on no
+    delivery publishes the video, and :func:`mark_published` finds nothing to move."""
+    now = _now()
+    async with sessions() as session, session.begin():
+        await _insert_if_absent(
+            session,
+            {
+                "video_id": video_id,
+                "status": JobStatus.DELETED.value,
+                "request_event_id": event_id,
+                "owner": "",
+                "lease_until": None,
+                "attempts": 0,
+                "error": "",
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        await session.execute(
+            update(_TABLE)
+            .where(_TABLE.c.video_id == video_id, _TABLE.c.status != JobStatus.DELETED.value)
+            .values(status=JobStatus.DELETED.value, lease_until=None, updated_at=now)
+        )

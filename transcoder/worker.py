@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from common.db import create_engine, session_factory
 from common.logs import get_logger
 from common.settings import Settings
-from common.store import create_store
+from common.store import ObjectStore, create_store
 from events.catalog import (
     StreamRecorded,
     TranscodeCompleted,
@@ -48,6 +48,7 @@ from events.envelope import Event
 from events.errors import PermanentError
 from events.publisher import EventPublisher, PublishError
 from transcoder import jobs
+from transcoder.deletion import media_of_request, purge
 from transcoder.errors import PoisonInputError, TransientJobError
 from transcoder.jobs import ClaimOutcome
 from transcoder.layout import check_video_id
@@ -94,6 +95,7 @@ class JobRequest:
     description: str
     duration_s: float
     stream_id: str = ""
+    session_id: str = ""
 
     @classmethod
     def from_requested(cls, event: TranscodeRequested) -> JobRequest:
@@ -123,6 +125,7 @@ class JobRequest:
             description=event.description,
             duration_s=event.duration_s,
             stream_id=event.stream_id,
+            session_id=event.session_id,
         )
 
 
@@ -213,6 +216,7 @@ class TranscodeWorker:
         self._own_engine = engine is None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._publisher: EventPublisher | None = None
+        self._store: ObjectStore | None = None
         self.children: dict[str, ChildProcess] = {}  # video_id → running child
         self._handlers: set[asyncio.Task[object]] = set()  # every delivery in hand
         self._encoding: set[asyncio.Task[object]] = set()  # those waiting on a child
@@ -229,11 +233,9 @@ class TranscodeWorker:
                 self.settings.resolved_database_url, application_name="videopick-transcoder"
             )
         self._sessions = session_factory(self._engine)
-        store = create_store(self.settings)
-        try:
-            await store.ensure_ready()  # the children write into it
-        finally:
-            await store.close()
+        # The children write into it; this process deletes from it (transcoder.deletion).
+        self._store = create_store(self.settings)
+        await self._store.ensure_ready()
 
     async def stop(self) -> None:
         """Kill running children (their handlers nak the deliveries: another replica
@@ -247,6 +249,8 @@ class TranscodeWorker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=STOP_GRACE_S)
+        if self._store is not None:
+            await self._store.close()
         if self._own_engine and self._engine is not None:
             await self._engine.dispose()
 
@@ -255,6 +259,12 @@ class TranscodeWorker:
         if self._sessions is None:
             raise RuntimeError("TranscodeWorker.start() was not awaited")
         return self._sessions
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            raise RuntimeError("TranscodeWorker.start() was not awaited")
+        return self._store
 
     @property
     def publisher(self) -> EventPublisher:
@@ -309,6 +319,9 @@ class TranscodeWorker:
             attempts=claim.attempts,
         )
         if claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.BUSY):
+            return
+        if claim.outcome is ClaimOutcome.DELETED:  # requested after the video was deleted
+            await self._remove(request)
             return
         if claim.outcome is ClaimOutcome.RUN:
             result = await self._run(request, delivery, owner=owner, attempt=attempt)
@@ -389,6 +402,11 @@ class TranscodeWorker:
 
     async def _publish(self, request: JobRequest) -> None:
         row = await jobs.load(self.sessions, request.video_id)
+        if row is not None and row.status == jobs.JobStatus.DELETED:
+            # Deleted while it ran: publish nothing, and remove what it wrote (the
+            # deletion may have swept the prefix before the last objects landed).
+            await self._remove(request)
+            return
         if row is None or row.result is None:
             raise RuntimeError(f"job {request.video_id} has no stored result to publish")
         result = msgspec.json.decode(row.result, type=Result)
@@ -409,6 +427,16 @@ class TranscodeWorker:
 
         if await run_once(self.sessions, CONSUMER, request.event, effect):
             log.info("video published", video_id=request.video_id)
+
+    async def _remove(self, request: JobRequest) -> None:
+        media = media_of_request(
+            request.video_id,
+            request.source_key,
+            stream_id=request.stream_id,
+            session_id=request.session_id,
+        )
+        removed = await purge(self.store, media)
+        log.info("deleted video's media removed", video_id=request.video_id, objects=removed)
 
 
 def _completed(request: JobRequest, result: Result, event_id: str) -> TranscodeCompleted:

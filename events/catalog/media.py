@@ -79,6 +79,13 @@ class VideoPublished(Event, frozen=True, tag="video.published"):
 
 
 class VideoDeleted(Event, frozen=True, tag="video.deleted"):
+    """A video its owner deleted: gone from the catalog, its media removed (transcoder)."""
+
     key_field: ClassVar[str] = "video_id"
     video_id: str
     user_id: str
+    # Where its sources lie, as the catalog knew them, so the media cleanup finds them:
+    # the upload, or the broadcast a recording was made of. Empty when not known.
+    upload_id: str = ""
+    stream_id: str = ""
+    session_id: str = ""

@@ -288,7 +288,13 @@ async def delete_video(
     if row.user_id != current_user.user_id:
         raise ForbiddenError("only the owner can delete this video")
     await projections.publisher.publish(
-        VideoDeleted(video_id=video_id, user_id=current_user.user_id),
+        VideoDeleted(
+            video_id=video_id,
+            user_id=current_user.user_id,
+            upload_id=row.upload_id or "",
+            stream_id=row.stream_id or "",
+            session_id=row.session_id or "",
+        ),
         correlation_id=correlation_id(request),
     )
     return DeleteAccepted(video_id=video_id)

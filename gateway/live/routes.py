@@ -11,6 +11,9 @@ are immutable (the session id is in the URI): one year, ``immutable`` — so is 
 broadcast's ``recording.m3u8``, written once when it ends. The live
 thumbnail is the stream's current picture, replaced every few seconds: read past the
 media cache, cached by clients for :data:`THUMBNAIL_MAX_AGE_S`.
+
+An ended broadcast whose recording video was deleted answers 404 (the check and why
+a CDN may keep its immutable objects a while: ``gateway/vod/gone.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from gateway.live.service import (
 )
 from gateway.live.state import SessionPlaylist
 from gateway.live.viewers import viewer_key
+from gateway.vod.gone import GONE_STATE_KEY, DeletedVideos
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPE = "video/mp4"
@@ -182,6 +186,17 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
+async def _check_recording_kept(
+    request: Request[Any, Any, Any], live: LiveService, stream_id: str, session_id: str
+) -> None:
+    session = live.state.session(session_id)
+    if session is not None and not session.ended:
+        return  # on air: no recording yet, and no lookup on the live hot path
+    gone = request.app.state.get(GONE_STATE_KEY)
+    if isinstance(gone, DeletedVideos) and await gone.recording_deleted(stream_id, session_id):
+        raise LiveMediaNotFound(f"the recording of broadcast {session_id} was deleted")
+
+
 @get(
     "/{stream_id:str}/{session_id:str}/{name:str}",
     summary="Init segment, segment or part of a live stream; an ended one's VOD playlist",
@@ -197,6 +212,7 @@ async def live_media(
     key = keys.object_key(stream_id, session_id, name)
     if key is None:
         raise LiveMediaNotFound(f"no live media {name[:64]!r}")
+    await _check_recording_kept(request, live, stream_id, session_id)
     await _wait_for_hinted_part(live, stream_id, session_id, name)
     try:
         data = await live.read(key)

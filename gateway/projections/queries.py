@@ -24,6 +24,7 @@ __all__ = [
     "live_channels",
     "username_of",
     "video",
+    "video_deleted",
     "videos_page",
 ]
 
@@ -91,6 +92,12 @@ async def video(session: AsyncSession, video_id: str) -> VideoRow | None:
         .first()
     )
     return VideoRow(**row) if row is not None else None
+
+
+async def video_deleted(session: AsyncSession, video_id: str) -> bool:
+    """Whether ``video_id`` is deleted (an unknown video is not: see gateway/vod/gone.py)."""
+    status = await session.scalar(select(VIDEOS.c.status).where(VIDEOS.c.video_id == video_id))
+    return status == DELETED
 
 
 async def videos_page(

@@ -19,6 +19,10 @@ live recording's master names its live segments until the transcode of the recor
 overwrites it with the ladder's, and players should switch to the ladder then.
 Media and images honour single byte ranges (:mod:`gateway.vod.ranges`) and
 ``If-Range``; every file answers ``If-None-Match`` with 304.
+
+A deleted video answers 404 on every path (:mod:`gateway.vod.gone`: one cached lookup,
+not a query per segment). Its immutable files already in a CDN or browser cache may
+outlive the delete by their max-age: accepted (the store copies are removed).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from common.store import (
     validate_key,
 )
 from gateway.errors import PROBLEM_JSON, UnavailableError, problem_response
+from gateway.vod.gone import GONE_STATE_KEY, DeletedVideos
 from gateway.vod.ranges import ByteRange, Unsatisfiable, parse_range
 
 __all__ = ["VOD_STATE_KEY", "vod_router"]
@@ -158,8 +163,16 @@ async def _chunks(stream: ObjectStream) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def _check_not_deleted(request: Request[Any, Any, Any], video_id: str) -> None:
+    gone = request.app.state.get(GONE_STATE_KEY)
+    # Absent only in an app without the catalog (vod_lifespan needs the core services).
+    if isinstance(gone, DeletedVideos) and await gone.is_deleted(video_id):
+        raise NotFoundException(detail="no such video: it was deleted")
+
+
 async def _serve(request: Request[Any, Any, Any], store: ObjectStore, *parts: str) -> Response[Any]:
     key, extension = _key(*parts)
+    await _check_not_deleted(request, parts[0])
     try:
         info = await store.stat(key)
     except ObjectNotFound as exc:
