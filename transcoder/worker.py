@@ -324,7 +324,14 @@ class TranscodeWorker:
             await self._remove(request)
             return
         if claim.outcome is ClaimOutcome.RUN:
-            result = await self._run(request, delivery, owner=owner, attempt=attempt)
+            try:
+                result = await self._run(request, delivery, owner=owner, attempt=attempt)
+            except Exception:
+                if not await self._deleted(request.video_id):
+                    raise
+                # Deleted under it (its source may be gone already): not a failure.
+                await self._remove(request)
+                return
             await jobs.store_result(
                 self.sessions,
                 video_id=request.video_id,
@@ -381,6 +388,8 @@ class TranscodeWorker:
     async def _fail(
         self, request: JobRequest, owner: str, reason: str, *, attempt: int, permanent: bool
     ) -> None:
+        if await self._deleted(request.video_id):
+            return  # no transcode.failed for a deleted video (see _handle)
         log.warning("job failed", video_id=request.video_id, reason=reason, permanent=permanent)
         await jobs.record_failure(
             self.sessions,
@@ -427,6 +436,10 @@ class TranscodeWorker:
 
         if await run_once(self.sessions, CONSUMER, request.event, effect):
             log.info("video published", video_id=request.video_id)
+
+    async def _deleted(self, video_id: str) -> bool:
+        row = await jobs.load(self.sessions, video_id)
+        return row is not None and row.status == jobs.JobStatus.DELETED
 
     async def _remove(self, request: JobRequest) -> None:
         media = media_of_request(
