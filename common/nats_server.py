@@ -78,11 +78,16 @@ class NatsServerProcess:
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
         output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            [str(nats_server_binary()), "-c", str(config)],
-            stdout=output,
-            stderr=output,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [str(nats_server_binary()), "-c", str(config)],
+                stdout=output,
+                stderr=output,
+            )
+        finally:
+            # The child has its own copy; ours would leak one descriptor per start.
+            if not isinstance(output, int):
+                output.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
