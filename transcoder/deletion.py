@@ -116,7 +116,7 @@ def media_of_request(
     """A request that arrives, or a job that ends, after its video was deleted."""
     prefixes, keys = _recording_media(stream_id, session_id)
     sources = (source_key,) if source_key else ()
-    return MediaSet((video_prefix(video_id), *prefixes), keys + sources)
+    return MediaSet((video_prefix(video_id), *prefixes), tuple(dict.fromkeys(keys + sources)))
 
 
 async def purge(store: ObjectStore, media: MediaSet, *, heartbeat: Heartbeat | None = None) -> int:

@@ -45,7 +45,7 @@ MAX_DELETED: Final = 100_000
 MAX_LIVE: Final = 100_000
 
 # ingest/packager/recording.py's namespace for recording video ids (never changes;
-# tests/unit/test_vod_gone.py checks the two agree).
+# tests/integration/test_vod_gone.py checks the two agree).
 _RECORDING_NAMESPACE: Final = uuid.UUID("6b3f0f0e-5f0a-4a53-9d3c-1f0c9c7e2b41")
 
 
