@@ -29,6 +29,7 @@ KEEPALIVE_S: Final = 20
 
 def build_server(settings: Settings) -> uvicorn.Server:
     from gateway.app import create_app
+    from gateway.http_protocol import uvicorn_protocol_options
 
     app = create_app(settings)
     config = uvicorn.Config(
@@ -44,8 +45,8 @@ def build_server(settings: Settings) -> uvicorn.Server:
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_S,
         timeout_keep_alive=KEEPALIVE_S,
-        # Bounds what one slow or hostile client can pin.
-        h11_max_incomplete_event_size=64 * 1024,
+        # llhttp, with a bounded request head (gateway/http_protocol.py).
+        **uvicorn_protocol_options(),
         # A chat frame above the limit is refused before it is buffered (1009).
         ws_max_size=settings.chat_ws_max_frame_bytes,
         ws_per_message_deflate=False,  # deflate would compress each frame once per socket

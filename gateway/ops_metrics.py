@@ -26,7 +26,7 @@ class OperatorCollector(Collector):
         self.apps: list[Litestar] = []
 
     def collect(self) -> Iterator[Metric]:
-        sessions = viewers = delivered = 0
+        sessions = viewers = delivered = sockets = rooms = 0
         for app in list(self.apps):
             live = app.state.get("live")
             if live is not None:
@@ -34,7 +34,10 @@ class OperatorCollector(Collector):
                 viewers += sum(live.viewers.counts().values())
             chat = app.state.get("chat")
             with contextlib.suppress(RuntimeError):  # the hub exists once chat has started
-                delivered += chat.hub.delivered if chat is not None else 0
+                if chat is not None:
+                    delivered += chat.hub.delivered
+                    rooms += len(chat.hub.rooms)
+                    sockets += sum(len(room.members) for room in chat.hub.rooms.values())
         yield GaugeMetricFamily(
             "videopick_live_streams", "Live streams this gateway can serve", value=sessions
         )
@@ -43,6 +46,12 @@ class OperatorCollector(Collector):
         )
         yield CounterMetricFamily(
             "videopick_chat_deliveries", "Chat frames queued to WebSockets", value=delivered
+        )
+        yield GaugeMetricFamily(
+            "videopick_chat_subscribers", "Chat subscriptions on this gateway", value=sockets
+        )
+        yield GaugeMetricFamily(
+            "videopick_chat_rooms", "Chat channels open on this gateway", value=rooms
         )
 
 

@@ -19,6 +19,7 @@ uploader's sweeper counts from (uploader/sweeper.py).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -102,6 +103,19 @@ def _store_failed(exc: StoreError, upload_id: str, *, writing: bool = False) -> 
 
 def _metadata(row: Upload) -> UploadMetadata:
     return UploadMetadata(filename=row.filename, title=row.title, description=row.description)
+
+
+class _Stages:
+    """Where a PATCH's time went (ms per stage), for its debug log line."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[f"{stage}_ms"] = round((now - self._last) * 1000, 2)
+        self._last = now
 
 
 class UploadEngine:
@@ -263,13 +277,16 @@ class UploadEngine:
         the bytes and the event, one UPDATE that releases it with the new expiry.
         """
         lease_s = self.settings.tus_lock_lease_s
+        stages = _Stages()
         row = await acquire(self._sessions, upload_id, user_id, lease_s)
+        stages.mark("acquire")
         if row is None:
             return await self._not_acquired(user_id, upload_id, request)
         assert row.lock_token is not None
         async with LeaseKeeper(self._sessions, upload_id, row.lock_token, lease_s) as lease:
             self._check_length_change(row, request)
             state = await self._durable(row)
+            stages.mark("state")
             if request.offset != state.offset:
                 # core §PATCH: "If the offsets do not match, the Server MUST respond with
                 # 409 Conflict without modifying the upload resource."
@@ -284,7 +301,10 @@ class UploadEngine:
                 receive, limit=bound - state.offset, timeout_s=self.settings.tus_read_timeout_s
             )
             result = await self._write(row, state, body, request, lease.check)
-            return await self._after_write(row, state, result, request, lease)
+            stages.mark("write")
+            answer = await self._after_write(row, state, result, request, lease, stages=stages)
+            log.debug("tus patch", upload_id=upload_id, bytes=result.written, **stages.ms)
+            return answer
 
     async def _not_acquired(
         self, user_id: str, upload_id: str, request: PatchRequest
@@ -378,6 +398,8 @@ class UploadEngine:
         result: WriteResult,
         request: PatchRequest,
         lease: LeaseKeeper,
+        *,
+        stages: _Stages,
     ) -> AppendResult:
         complete = row.length is not None and result.offset == row.length
         checksum = request.checksum.label() if request.checksum else ""
@@ -398,6 +420,7 @@ class UploadEngine:
                 ),
                 result.offset,
             )
+            stages.mark("publish")
             # Only after the event: the uploader computes the same expiry from its time.
             expires = now + timedelta(seconds=self.settings.tus_expiry_s)
             changes["expires_at"] = expires
@@ -405,6 +428,7 @@ class UploadEngine:
             changes["state"] = EngineState.COMPLETE.value
             log.info("upload complete", upload_id=row.id, length=row.length)
         await lease.release(**changes)
+        stages.mark("release")
         return AppendResult(
             upload_id=row.id,
             offset=result.offset,

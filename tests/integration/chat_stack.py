@@ -33,6 +33,7 @@ from gateway.api.wallet import wallet_router
 from gateway.centrifuge.endpoint import STATE_KEY, centrifugo_websocket
 from gateway.centrifuge.service import ChatGateway
 from gateway.centrifuge.wiring import chat_lifespan
+from gateway.http_protocol import uvicorn_protocol_options
 
 DEADLINE_S = 20.0
 
@@ -113,7 +114,7 @@ async def start_gateway(
         access_log=False,
         # Bigger than the chat's own frame limit, so the tests see the chat's check.
         ws_max_size=4 * 1024 * 1024,
-        **uvicorn_options,
+        **(uvicorn_protocol_options() | uvicorn_options),
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())

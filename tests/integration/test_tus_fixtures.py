@@ -49,6 +49,7 @@ from common.store import ObjectStore, create_store
 from events.catalog import decode_event
 from events.envelope import Event
 from gateway.app import create_app
+from gateway.http_protocol import uvicorn_protocol_options
 from gateway.tus.wiring import (
     UPLOADS_PUBLISHES,
     tus_router,
@@ -177,8 +178,8 @@ async def _serve_app(app: Litestar, port: int) -> AsyncIterator[Litestar]:
         lifespan="on",
         log_config=None,
         access_log=False,
-        h11_max_incomplete_event_size=64 * 1024,
         timeout_graceful_shutdown=5,
+        **uvicorn_protocol_options(),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name=f"gateway-{port}")
