@@ -111,7 +111,13 @@ def create_broker(settings: Settings, *, worker: TranscodeWorker | None = None) 
         broker, VideoDeleted, durable=deletion.CONSUMER, policy=DELETION_POLICY, batch_size=16
     )
     async def on_video_deleted(event: VideoDeleted, msg: NatsMessage) -> None:
-        await deletion.remove_video(worker.sessions, worker.store, event, heartbeat=msg.in_progress)
+        await deletion.remove_video(
+            worker.sessions,
+            worker.store,
+            event,
+            heartbeat=msg.in_progress,
+            stop_job=worker.stop_job,
+        )
 
     declare_publishes(broker, *PUBLISHES, component=COMPONENT)
     return broker

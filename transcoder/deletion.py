@@ -19,6 +19,7 @@ Order, so redelivery and crashes are harmless:
 1. the job row goes ``deleted`` (:func:`transcoder.jobs.mark_deleted`) — a transcode
    still running anywhere then publishes nothing when it ends, and removes what it
    wrote instead (``TranscodeWorker``); a later request for the video does the same;
+   one running in this process is stopped at once (no CPU spent on a deleted video);
 2. the deletions, each idempotent (a missing key is no error, S3 semantics);
 3. the processed-event claim (:func:`events.consumer.run_once`, ``common.idempotency``).
 
@@ -151,8 +152,12 @@ async def remove_video(
     event: VideoDeleted,
     *,
     heartbeat: Heartbeat | None = None,
+    stop_job: Callable[[str], Awaitable[None]] | None = None,
 ) -> bool:
     """Handle one ``video.deleted`` (see the module doc); False for a repeat.
+
+    ``stop_job(video_id)`` ends this process's running transcode of the video, once the
+    row says deleted (so the job takes its end for what it is, not for a failure).
 
     A video id that cannot name a key is poison (:class:`PermanentError`): no retry.
     """
@@ -162,6 +167,8 @@ async def remove_video(
         log.debug("deletion already done", video_id=event.video_id, event_id=event.event_id)
         return False
     await jobs.mark_deleted(sessions, video_id=event.video_id, event_id=event.event_id)
+    if stop_job is not None:
+        await stop_job(event.video_id)
     removed = await purge(store, media_of_deleted(event), heartbeat=heartbeat)
 
     async def nothing(_: AsyncSession) -> None:

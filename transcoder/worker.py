@@ -221,6 +221,9 @@ class TranscodeWorker:
         self._handlers: set[asyncio.Task[object]] = set()  # every delivery in hand
         self._encoding: set[asyncio.Task[object]] = set()  # those waiting on a child
         self._stopping = False
+        # Kill this process's transcode of a video deleted meanwhile (tests turn it off
+        # to see the job end after the delete, as it does on another replica).
+        self.stop_deleted_jobs = True
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -436,6 +439,13 @@ class TranscodeWorker:
 
         if await run_once(self.sessions, CONSUMER, request.event, effect):
             log.info("video published", video_id=request.video_id)
+
+    async def stop_job(self, video_id: str) -> None:
+        """End this process's running transcode of ``video_id`` (its video was deleted)."""
+        child = self.children.get(video_id)
+        if child is not None and self.stop_deleted_jobs:
+            log.info("stopping the transcode of a deleted video", video_id=video_id)
+            await child.kill()
 
     async def _deleted(self, video_id: str) -> bool:
         row = await jobs.load(self.sessions, video_id)

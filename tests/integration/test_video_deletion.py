@@ -9,6 +9,7 @@ interrupted mid-way, and transcodes that end, or are requested, after the delete
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -375,13 +376,15 @@ async def test_a_transcode_that_ends_after_the_delete_leaves_nothing(
     stack: Stack, clips: dict[str, bytes], source_known: bool
 ) -> None:
     """The job's child is held (SIGSTOP) until the deletion has swept the store, so the
-    job ends after the delete every time. With the source known to the deletion, the
-    job loses its input and fails quietly; with it unknown (a delete that carries no
-    upload id), the job completes — and the worker removes its output and the source."""
+    job ends after the delete every time. Via the gateway, the deletion stops the job
+    (this process runs it) and it ends quietly; with the job left running, as on another
+    replica, and the source unknown to the deletion (a delete that carries no upload
+    id), the job completes — and the worker removes its output and the source."""
     video_id, upload_id = await upload(stack, clips["long"])
     await stack.events.wait(
         lambda: bool(stack.events.of(TranscodeProgress, video_id)), "the job running"
     )
+    stack.transcoder.worker.stop_deleted_jobs = source_known
     child = stack.transcoder.worker.children[video_id]
     os.kill(child.pid, signal.SIGSTOP)
     try:
@@ -396,7 +399,8 @@ async def test_a_transcode_that_ends_after_the_delete_leaves_nothing(
         assert row.status == "deleted"
         assert await stack.store.exists(f"uploads/{upload_id}/source") is not source_known
     finally:
-        os.kill(child.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # gone: the deletion stopped it
+            os.kill(child.pid, signal.SIGCONT)
     await consumer_idle(stack.js, CONSUMER)  # the job ended (and was acked)
     await wait_empty(stack.store, f"vod/{video_id}/", f"uploads/{upload_id}/")
     assert not stack.events.of(TranscodeCompleted, video_id)
