@@ -6,6 +6,7 @@ Worker side (the component's event loop)::
     worker.py     one delivery: claim, run the child, heartbeat, progress, publish once
     jobs.py       the transcoder_jobs table: lifecycle, lease, stored result and event ids
     supervise.py  the job's child process: spawn, read its messages, kill when stalled
+    deletion.py   ``video.deleted``: the video's media (and its sources) out of the store
 
 Child side (``python -m transcoder.child``, one process per job)::
 
