@@ -3,7 +3,9 @@
 Reads never touch another component: the tables are the gateway's projection of the
 event log (``gateway.projections``). The one write, ``DELETE /api/v2/videos/{id}``,
 publishes ``video.deleted`` and answers 202; the projection marks the video deleted
-when the event comes back through the log, in every gateway process alike.
+when the event comes back through the log, in every gateway process alike. The event
+carries where the video's sources lie (upload, broadcast), so the transcoder removes
+its media (``transcoder/deletion.py``); delivery stops at once (``gateway/vod/gone.py``).
 """
 
 from __future__ import annotations
