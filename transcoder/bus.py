@@ -60,7 +60,7 @@ PUBLISHES: tuple[type[Event], ...] = (
 )
 
 
-# Deletions are cheap and idempotent: retry a store or database outage for about a day.
+# Deletions are cheap and idempotent: retry a store or database outage for ~15 hours.
 DELETION_POLICY = RetryPolicy(
     max_deliver=20, backoff_s=(1.0, 5.0, 30.0, 120.0, 600.0, 3600.0), ack_wait_s=60.0
 )
