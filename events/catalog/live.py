@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import uuid
+from typing import ClassVar, Final
 
 from events.envelope import Event
+
+# uuid5 namespace for recording video ids (a fixed random UUID, never change it).
+RECORDING_NAMESPACE: Final = uuid.UUID("6b3f0f0e-5f0a-4a53-9d3c-1f0c9c7e2b41")
+
+
+def recording_video_id(stream_id: str, session_id: str) -> str:
+    """The video id of a broadcast's recording (``stream.recorded``'s ``video_id``): the
+    same every time it is derived, by ingest that builds it and the gateway that serves it."""
+    return str(uuid.uuid5(RECORDING_NAMESPACE, f"{stream_id}/{session_id}"))
 
 
 class StreamStarted(Event, frozen=True, tag="stream.started"):

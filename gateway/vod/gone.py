@@ -19,23 +19,23 @@ When the database does not answer, media is served (the check fails open, logged
 playback of everything else matters more than a late few seconds of a deleted video.
 
 A recording is also served under ``/live/{stream_id}/{session_id}/``: its video id is
-derived from the broadcast (:func:`recording_video_id`, mirroring ingest's).
+derived from the broadcast (:func:`events.catalog.live.recording_video_id`, as ingest derives it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import OrderedDict
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.logs import get_logger
+from events.catalog.live import recording_video_id
 from gateway.projections import queries
 
-__all__ = ["GONE_STATE_KEY", "RECHECK_S", "DeletedVideos", "recording_video_id"]
+__all__ = ["GONE_STATE_KEY", "RECHECK_S", "DeletedVideos"]
 
 log = get_logger(__name__)
 
@@ -43,15 +43,6 @@ GONE_STATE_KEY: Final = "vod_deleted_videos"
 RECHECK_S: Final = 2.0
 MAX_DELETED: Final = 100_000
 MAX_LIVE: Final = 100_000
-
-# ingest/packager/recording.py's namespace for recording video ids (never changes;
-# tests/integration/test_vod_gone.py checks the two agree).
-_RECORDING_NAMESPACE: Final = uuid.UUID("6b3f0f0e-5f0a-4a53-9d3c-1f0c9c7e2b41")
-
-
-def recording_video_id(stream_id: str, session_id: str) -> str:
-    """The video id of a broadcast's recording."""
-    return str(uuid.uuid5(_RECORDING_NAMESPACE, f"{stream_id}/{session_id}"))
 
 
 class DeletedVideos:

@@ -44,6 +44,7 @@ import msgspec
 from common.logs import get_logger
 from common.store import ObjectNotFound, ObjectStore, StoreError
 from events.catalog import StreamEnded, StreamRecorded, VideoPublished
+from events.catalog.live import recording_video_id
 from events.envelope import Event
 from ingest.packager import keys
 from ingest.packager.broadcast import RESUMABLE, Broadcast, ended_reason
@@ -69,7 +70,6 @@ from ingest.packager.recording import (
     poster_key,
     published_event_id,
     recording_master,
-    recording_video_id,
     vod_playlist,
 )
 from ingest.packager.retention import PartRetention

@@ -22,10 +22,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from common.store import ObjectStore
+from events.catalog.live import RECORDING_NAMESPACE
 from ingest.packager import keys
-
-# uuid5 namespace for recording video ids (a fixed random UUID, never change it).
-_VIDEO_NAMESPACE = uuid.UUID("6b3f0f0e-5f0a-4a53-9d3c-1f0c9c7e2b41")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +123,7 @@ def master_uri_of(playlist_key: str) -> str:
 def published_event_id(video_id: str) -> str:
     """The recording's ``video.published`` id: the same for every attempt, so JetStream
     drops a second copy (``Nats-Msg-Id``) and no replay makes a second video."""
-    return str(uuid.uuid5(_VIDEO_NAMESPACE, f"{video_id}/video.published"))
-
-
-def recording_video_id(stream_id: str, session_id: str) -> str:
-    """The video id of a broadcast's recording: the same every time it is built."""
-    return str(uuid.uuid5(_VIDEO_NAMESPACE, f"{stream_id}/{session_id}"))
+    return str(uuid.uuid5(RECORDING_NAMESPACE, f"{video_id}/video.published"))
 
 
 async def stored_segment_keys(store: ObjectStore, stream_id: str, session_id: str) -> list[str]:

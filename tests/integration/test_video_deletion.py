@@ -41,8 +41,8 @@ from events.catalog import (
     VideoPublished,
     encode_event,
 )
+from events.catalog.live import recording_video_id
 from gateway.projections import STATE_KEY, Projections
-from ingest.packager.recording import recording_video_id
 from tests.fixtures.gateway import GatewayUser, register_user, running_gateway
 from tests.integration.test_gateway_catalog import publish, wait_for_checkpoints, wait_until
 from tests.integration.test_gateway_catalog_api import assert_problem

@@ -16,8 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.db import create_engine, session_factory
 from gateway.projections._store import VIDEOS
-from gateway.vod.gone import DeletedVideos, recording_video_id
-from ingest.packager.recording import recording_video_id as ingest_recording_video_id
+from gateway.vod.gone import DeletedVideos
 
 pytestmark = pytest.mark.integration
 BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
@@ -70,7 +69,3 @@ async def test_a_database_that_does_not_answer_fails_open(tmp_path: Path) -> Non
         assert not await gone.is_deleted("v-any")
     finally:
         await engine.dispose()
-
-
-def test_the_recording_id_is_ingests() -> None:
-    assert recording_video_id("st-1", "se-1") == ingest_recording_video_id("st-1", "se-1")

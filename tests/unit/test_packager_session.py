@@ -19,9 +19,9 @@ from events.catalog import (
     StreamStarted,
     VideoPublished,
 )
+from events.catalog.live import recording_video_id
 from events.envelope import Event
 from ingest.packager import LivePackaging, flvfile, keys
-from ingest.packager.recording import recording_video_id
 from ingest.packager.testmedia import make_flv
 
 pytestmark = pytest.mark.unit

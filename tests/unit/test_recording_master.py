@@ -7,6 +7,7 @@ from urllib.parse import urljoin
 import m3u8
 import pytest
 
+from events.catalog.live import recording_video_id
 from ingest.packager.recording import (
     StoredSegment,
     Variant,
@@ -14,7 +15,6 @@ from ingest.packager.recording import (
     master_uri_of,
     published_event_id,
     recording_master,
-    recording_video_id,
 )
 
 pytestmark = pytest.mark.unit
