@@ -26,11 +26,11 @@ def test_pages_render_under_the_csp(
     page = watcher.attach(context.new_page())
     # Subscribe to file choosers before any navigation. A `filechooser` listener makes
     # Playwright send CDP Page.setInterceptFileChooserDialog without waiting for its
-    # answer, and Chromium applies it in the renderer, behind input events: with the
-    # listener added only by expect_file_chooser, the Enter below could open the chooser
-    # before interception was on, and headless Chromium cancelled it unseen (5 of 12 and
-    # 11 of 40 under load in a loop; 0 of 40 subscribed early). The navigations that
-    # follow are round trips on the same session, so interception is on by the Enter.
+    # answer. With the listener added only by expect_file_chooser, Chromium sometimes
+    # answered it after the Enter's key events (DEBUG=pw:protocol): the chooser opened
+    # before interception was on and headless Chromium cancelled it unseen (5 of 12 and
+    # 11 of 40 in a loop under load; 0 of 40 subscribed early). The navigations below
+    # are round trips on the same session, so interception is on by the Enter.
     page.on("filechooser", lambda _chooser: None)
     try:
         for path in PAGES:
