@@ -6,8 +6,14 @@ State lives in three places, each the authority for one thing:
 - ``gateway_uploads``: who owns the upload, its length and metadata, whether it is
   open, complete or terminated, its expiry, and the PATCH lock (leases.py);
 - the event log: ``upload.created`` when an upload exists, ``chunk.uploaded`` after
-  each chunk is durable (before the HTTP answer), the last one with ``complete=True``,
-  which is what makes the uploader assemble and probe the file.
+  each chunk is durable, the last one with ``complete=True``, which is what makes the
+  uploader assemble and probe the file.
+
+A PATCH is answered as soon as its bytes are durable (all a tus 204 promises). The
+last chunk's event is published before the answer, since the upload's completion
+hangs on it; an intermediate chunk's event follows the answer, and its lock is handed
+to the upload's next PATCH when that comes to this process soon enough
+(settling.py).
 
 The completion event has a deterministic id (:func:`completion_event_id`). If it could
 not be published, the upload stays ``open`` with every byte stored, and the next HEAD,
@@ -19,6 +25,8 @@ uploader's sweeper counts from (uploader/sweeper.py).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -53,6 +61,7 @@ from gateway.tus.leases import LeaseKeeper, acquire
 from gateway.tus.metadata import UploadMetadata
 from gateway.tus.models import EngineState, Upload
 from gateway.tus.protocol import CreateRequest, PatchRequest, new_upload_id
+from gateway.tus.settling import Parked, Settling
 from gateway.tus.spool import Spool
 
 __all__ = ["AppendResult", "UploadEngine", "UploadInfo", "completion_event_id"]
@@ -60,6 +69,10 @@ __all__ = ["AppendResult", "UploadEngine", "UploadInfo", "completion_event_id"]
 log = get_logger(__name__)
 
 PRODUCER: Final = "gateway"
+# A PATCH that finds the lock held polls this long before its 423: the holder may be
+# another process releasing it after its answer (see the module doc).
+LOCK_WAIT_S: Final = 0.5
+LOCK_POLL_S: Final = 0.02
 _EVENT_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "videopick:uploads")
 CANCELLED_CODE: Final = "cancelled"
 
@@ -131,6 +144,7 @@ class UploadEngine:
         self._sessions = sessions
         self._store = store
         self._publisher = publisher
+        self._settling = Settling()
 
     @property
     def max_size(self) -> int:
@@ -274,16 +288,29 @@ class UploadEngine:
         """tus PATCH: append the body at ``request.offset`` under the upload's lock.
 
         The happy path costs two commits: the lock (which returns the row) and, after
-        the bytes and the event, one UPDATE that releases it with the new expiry.
+        the bytes and the event, one UPDATE that releases it with the new expiry; for
+        every chunk but the last, the event and the release come after the answer.
         """
         lease_s = self.settings.tus_lock_lease_s
         stages = _Stages()
-        row = await acquire(self._sessions, upload_id, user_id, lease_s)
-        stages.mark("acquire")
-        if row is None:
-            return await self._not_acquired(user_id, upload_id, request)
-        assert row.lock_token is not None
-        async with LeaseKeeper(self._sessions, upload_id, row.lock_token, lease_s) as lease:
+        parked = self._settling.adopt(upload_id, user_id)
+        async with contextlib.AsyncExitStack() as stack:
+            if parked is not None:
+                # The lease of this upload's previous PATCH here, handed over as it is.
+                lease = parked.lease
+                await stack.enter_async_context(parked.exits)
+                row = parked.row
+            else:
+                await self._settling.settled(upload_id)
+                acquired = await self._acquire(upload_id, user_id, lease_s)
+                if acquired is None:
+                    return await self._not_acquired(user_id, upload_id, request)
+                row = acquired
+                assert row.lock_token is not None
+                lease = await stack.enter_async_context(
+                    LeaseKeeper(self._sessions, upload_id, row.lock_token, lease_s)
+                )
+            stages.mark("acquire")
             self._check_length_change(row, request)
             state = await self._durable(row)
             stages.mark("state")
@@ -302,9 +329,108 @@ class UploadEngine:
             )
             result = await self._write(row, state, body, request, lease.check)
             stages.mark("write")
-            answer = await self._after_write(row, state, result, request, lease, stages=stages)
-            log.debug("tus patch", upload_id=upload_id, bytes=result.written, **stages.ms)
+            complete = row.length is not None and result.offset == row.length
+            if result.written and not complete:
+                # The lease and its exit go to the settling, which outlives this call.
+                checksum = request.checksum.label() if request.checksum else ""
+                answer = self._settle_later(
+                    row, state, result, Parked(row, lease, stack.pop_all()), checksum
+                )
+            else:
+                answer = await self._after_write(row, state, result, request, lease, stages=stages)
+            log.debug(
+                "tus patch",
+                upload_id=upload_id,
+                bytes=result.written,
+                handed_over=parked is not None,
+                **stages.ms,
+            )
             return answer
+        raise AssertionError("unreachable")  # mypy: the exit stack swallows nothing
+
+    async def _acquire(self, upload_id: str, user_id: str, lease_s: float) -> Upload | None:
+        """The lock, waiting up to ``LOCK_WAIT_S`` while another request holds it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        while True:
+            row = await acquire(self._sessions, upload_id, user_id, lease_s)
+            if row is not None:
+                return row
+            if not await self._held(user_id, upload_id):
+                # Freed since, or refused for another reason (_not_acquired says which).
+                return await acquire(self._sessions, upload_id, user_id, lease_s)
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(LOCK_POLL_S)
+
+    async def _held(self, user_id: str, upload_id: str) -> bool:
+        async with self._sessions() as session:
+            row = await session.get(Upload, upload_id)
+        return (
+            row is not None
+            and row.user_id == user_id
+            and row.state == EngineState.OPEN
+            and row.expires_at > _now()
+            and row.lock_until is not None
+            and row.lock_until > _now()
+        )
+
+    # -- settling after the answer -------------------------------------------------------
+
+    def _settle_later(
+        self,
+        row: Upload,
+        state: DurableState,
+        result: WriteResult,
+        parked: Parked,
+        checksum: str,
+    ) -> AppendResult:
+        """The answer now; the chunk's event and the lock's fate after it (settling.py)."""
+        now = _now()
+        expires = now + timedelta(seconds=self.settings.tus_expiry_s)
+        event = ChunkUploaded(
+            upload_id=row.id,
+            offset=result.start,
+            length=result.written,
+            part_number=result.last_part or (state.next_part - 1),
+            checksum=checksum,
+            complete=False,
+            event_id=new_event_id(),
+            occurred_at=now,
+        )
+
+        async def publish() -> bool:
+            try:
+                await self._publisher.publish(event)
+            except PublishError as exc:
+                # Progress only: the next chunk's event, or the completion, says more.
+                log.warning("chunk.uploaded not published", upload_id=row.id, error=str(exc))
+                return False
+            return True
+
+        async def release(published: bool) -> None:
+            # The expiry slides only with a published event: the uploader counts from it.
+            changes: dict[str, object] = {"updated_at": _now()}
+            if published:
+                changes["expires_at"] = expires
+            try:
+                await parked.lease.release(**changes)
+            except Exception as exc:  # the lease runs out on its own
+                log.warning("lock not released", upload_id=row.id, error=str(exc))
+
+        self._settling.start(row.id, parked, publish, release)
+        return AppendResult(
+            upload_id=row.id,
+            offset=result.offset,
+            length=row.length,
+            expires_at=expires,
+            complete=False,
+            interrupted=result.interrupted,
+        )
+
+    async def drain(self) -> None:
+        """Until every answered PATCH has settled (shutdown)."""
+        await self._settling.drain()
 
     async def _not_acquired(
         self, user_id: str, upload_id: str, request: PatchRequest
@@ -497,6 +623,7 @@ class UploadEngine:
 
     async def terminate(self, user_id: str, upload_id: str) -> None:
         """termination §DELETE: free the bytes; the upload answers 404 from now on."""
+        await self._settling.settled(upload_id)
         row = await self._row(user_id, upload_id)
         if row.state == EngineState.COMPLETE:
             raise UploadComplete(

@@ -52,12 +52,13 @@ async def uploads_lifespan(app: Litestar) -> AsyncIterator[None]:
     if not isinstance(services, Services):
         raise RuntimeError("uploads_lifespan must run after the gateway's core services")
     async with app_store(app, services.settings) as store:
-        app.state[STATE_KEY] = UploadEngine(
+        engine = UploadEngine(
             settings=services.settings,
             sessions=services.sessions,
             store=store,
             publisher=services.publisher,
         )
+        app.state[STATE_KEY] = engine
         log.info(
             "uploads ready",
             store=repr(store),
@@ -68,6 +69,9 @@ async def uploads_lifespan(app: Litestar) -> AsyncIterator[None]:
             yield
         finally:
             app.state[STATE_KEY] = None
+            # Answered chunks publish their event and free their lock before the bus
+            # and the database close.
+            await engine.drain()
 
 
 def upload_status_subscribers(broker: NatsBroker) -> None:

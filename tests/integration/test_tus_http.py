@@ -472,6 +472,73 @@ async def test_one_patch_at_a_time_across_two_gateways(upload_stack: StackFactor
     assert head.headers["upload-offset"] == "10"
 
 
+async def _lock_token(stack: UploadStack, upload_id: str) -> str | None:
+    async with stack.sessions() as session:
+        row = await session.get(Upload, upload_id, populate_existing=True)
+    assert row is not None
+    return row.lock_token
+
+
+async def test_the_next_patch_here_takes_the_lock_over_and_events_keep_their_order(
+    stack: UploadStack,
+) -> None:
+    """An answered chunk's lock waits for the upload's next PATCH (gateway/tus/settling.py)
+    instead of a release and an acquire; the last chunk frees it."""
+    upload_id = await create(stack, stack.alice, 30)
+    tokens = []
+    for offset in (0, 10, 20):
+        response = await patch(stack, stack.alice, upload_id, offset, bytes([65 + offset]) * 10)
+        assert response.status_code == 204, response.text
+        assert response.headers["upload-offset"] == str(offset + 10)
+        tokens.append(await _lock_token(stack, upload_id))
+    assert tokens[0] is not None  # parked after the first chunk
+    assert tokens[0] == tokens[1], tokens  # handed over to the second, kept
+    assert tokens[2] is None  # the last chunk released it
+    await stack.events.wait_for(ChunkUploaded, upload_id=upload_id, complete=True)
+    chunks = stack.events.of(ChunkUploaded, upload_id=upload_id)
+    assert [(c.offset, c.length, c.complete) for c in chunks] == [
+        (0, 10, False),
+        (10, 10, False),
+        (20, 10, True),
+    ]
+    assert await head_offset(stack, stack.alice, upload_id) == 30
+
+
+async def test_an_answered_chunks_lock_is_freed_when_no_next_patch_comes(
+    stack: UploadStack,
+) -> None:
+    upload_id = await create(stack, stack.alice, 30)
+    assert (await patch(stack, stack.alice, upload_id, 0, b"x" * 10)).status_code == 204
+    await wait_until(lambda: _unlocked(stack, upload_id), what="the parked lock's release")
+    chunk = await stack.events.wait_for(ChunkUploaded, upload_id=upload_id)
+    assert (chunk.offset, chunk.length, chunk.complete) == (0, 10, False)
+
+
+async def test_the_next_patch_at_another_gateway_waits_for_the_lock_instead_of_423(
+    upload_stack: StackFactory,
+) -> None:
+    """A client whose chunks a proxy spreads over gateways: the second gateway finds the
+    lock still with the first, which frees it moments later; no 423 in between."""
+    stack = await upload_stack.start("local", with_uploader=False, gateways=2)
+    upload_id = await create(stack, stack.alice, 20)
+    assert (await patch(stack, stack.alice, upload_id, 0, b"a" * 10)).status_code == 204
+    assert await _lock_token(stack, upload_id) is not None  # parked on the first gateway
+    async with httpx.AsyncClient(base_url=stack.extra_urls[0]) as client:
+        response = await client.patch(
+            f"/files/{upload_id}",
+            content=b"b" * 10,
+            headers=auth(
+                stack.alice,
+                **{"Upload-Offset": "10", "Content-Type": "application/offset+octet-stream"},
+            ),
+        )
+    assert response.status_code == 204, response.text
+    assert response.headers["upload-offset"] == "20"
+    await stack.events.wait_for(ChunkUploaded, upload_id=upload_id, complete=True)
+    offsets = [c.offset for c in stack.events.of(ChunkUploaded, upload_id=upload_id)]
+    assert offsets == [0, 10]
+
+
 async def test_a_silent_body_times_out_and_keeps_its_bytes(upload_stack: StackFactory) -> None:
     stack = await upload_stack.start("local", with_uploader=False, tus_read_timeout_s=0.5)
     upload_id = await create(stack, stack.alice, MiB)
