@@ -148,7 +148,10 @@ if (!currentUser()) {
   }).catch(() => {});
 }
 
-dropzone.addEventListener('click', () => fileInput.click());
+dropzone.addEventListener('click', (event) => {
+  // The input sits inside the zone: its own click bubbles here and must not reopen it.
+  if (event.target !== fileInput) fileInput.click();
+});
 dropzone.addEventListener('keydown', (event) => {
   if (event.key === 'Enter' || event.key === ' ') {
     event.preventDefault();
