@@ -89,6 +89,23 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _new_row(
+    video_id: str, status: JobStatus, event_id: str, now: dt.datetime
+) -> dict[str, object]:
+    """A job row as first written, by a request or by a delete that came first."""
+    return {
+        "video_id": video_id,
+        "status": status.value,
+        "request_event_id": event_id,
+        "owner": "",
+        "lease_until": None,
+        "attempts": 0,
+        "error": "",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def _insert_if_absent(session: AsyncSession, values: dict[str, Any]) -> None:
     # The first statement of the transaction is a write: SQLite takes its write lock
     # now (waiting on busy_timeout), instead of failing to upgrade a read snapshot.
@@ -112,18 +129,7 @@ async def claim_job(
     now = _now()
     async with sessions() as session, session.begin():
         await _insert_if_absent(
-            session,
-            {
-                "video_id": video_id,
-                "status": JobStatus.RUNNING.value,
-                "request_event_id": request_event_id,
-                "owner": "",
-                "lease_until": None,
-                "attempts": 0,
-                "error": "",
-                "created_at": now,
-                "updated_at": now,
-            },
+            session, _new_row(video_id, JobStatus.RUNNING, request_event_id, now)
         )
         row = (
             await session.execute(
@@ -244,20 +250,7 @@ async def mark_deleted(
     delivery publishes the video, and :func:`mark_published` finds nothing to move."""
     now = _now()
     async with sessions() as session, session.begin():
-        await _insert_if_absent(
-            session,
-            {
-                "video_id": video_id,
-                "status": JobStatus.DELETED.value,
-                "request_event_id": event_id,
-                "owner": "",
-                "lease_until": None,
-                "attempts": 0,
-                "error": "",
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        await _insert_if_absent(session, _new_row(video_id, JobStatus.DELETED, event_id, now))
         await session.execute(
             update(_TABLE)
             .where(_TABLE.c.video_id == video_id, _TABLE.c.status != JobStatus.DELETED.value)
