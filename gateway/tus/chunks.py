@@ -101,6 +101,12 @@ class WriteResult:
     def written(self) -> int:
         return self.offset - self.start
 
+    def state_after(self, before: DurableState) -> DurableState:
+        """What the store holds once this write of ``before`` returned: what
+        :func:`load_state` would find, known to the lock's holder without asking."""
+        parts = before.parts + tuple(self.parts_written)
+        return DurableState(parts, self.offset - sum(part.size for part in parts))
+
 
 class _Divert(Exception):  # noqa: N818 - control flow, never leaves this module
     """The bytes fed to a part are too few to be one (and not the end): make them the tail."""

@@ -299,8 +299,9 @@ class UploadEngine:
                 # The lease of this upload's previous PATCH here, handed over as it is.
                 lease = parked.lease
                 await stack.enter_async_context(parked.exits)
-                row = parked.row
+                row, known = parked.row, parked.state
             else:
+                known = None
                 await self._settling.settled(upload_id)
                 acquired = await self._acquire(upload_id, user_id, lease_s)
                 if acquired is None:
@@ -312,7 +313,7 @@ class UploadEngine:
                 )
             stages.mark("acquire")
             self._check_length_change(row, request)
-            state = await self._durable(row)
+            state = known if known is not None else await self._durable(row)
             stages.mark("state")
             if request.offset != state.offset:
                 # core §PATCH: "If the offsets do not match, the Server MUST respond with
@@ -334,7 +335,11 @@ class UploadEngine:
                 # The lease and its exit go to the settling, which outlives this call.
                 checksum = request.checksum.label() if request.checksum else ""
                 answer = self._settle_later(
-                    row, state, result, Parked(row, lease, stack.pop_all()), checksum
+                    row,
+                    state,
+                    result,
+                    Parked(row, result.state_after(state), lease, stack.pop_all()),
+                    checksum,
                 )
             else:
                 answer = await self._after_write(row, state, result, request, lease, stages=stages)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from gateway.tus.chunks import DurableState
 from gateway.tus.leases import LeaseKeeper
 from gateway.tus.models import Upload
 
@@ -36,6 +37,7 @@ class Parked:
     """An answered PATCH's lease: for its upload's next PATCH, or to be released."""
 
     row: Upload  # as the lock holder left it: nobody else changes a locked upload
+    state: DurableState  # what the store holds, for the same reason
     lease: LeaseKeeper
     exits: contextlib.AsyncExitStack  # stops the lease's renewal (and frees it if held)
     # True: the next PATCH adopted the lease; False: release it.

@@ -69,6 +69,7 @@ async def write(
     assert (result.interrupted is not None) == cut
     after = await load_state(store, UPLOAD, multipart)
     assert after.offset == result.offset  # what we answer is what the store derives
+    assert result.state_after(state) == after  # what a handed-over lock carries on with
     return result.offset
 
 
