@@ -404,22 +404,20 @@ class UploadEngine:
             occurred_at=now,
         )
 
-        async def publish() -> bool:
+        async def publish() -> None:
             try:
                 await self._publisher.publish(event)
             except PublishError as exc:
                 # Progress only: the next chunk's event, or the completion, says more.
                 log.warning("chunk.uploaded not published", upload_id=row.id, error=str(exc))
-                return False
-            return True
+                return
+            # The expiry slides only with a published event (the uploader counts from
+            # it), with the lease's next write, whoever holds the lease by then.
+            parked.lease.carry(expires_at=expires, updated_at=_now())
 
-        async def release(published: bool) -> None:
-            # The expiry slides only with a published event: the uploader counts from it.
-            changes: dict[str, object] = {"updated_at": _now()}
-            if published:
-                changes["expires_at"] = expires
+        async def release() -> None:
             try:
-                await parked.lease.release(**changes)
+                await parked.lease.release(updated_at=_now())
             except Exception as exc:  # the lease runs out on its own
                 log.warning("lock not released", upload_id=row.id, error=str(exc))
 

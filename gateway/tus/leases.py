@@ -83,12 +83,17 @@ async def acquire(
 
 
 async def renew(
-    sessions: async_sessionmaker[AsyncSession], upload_id: str, token: str, lease_s: float
+    sessions: async_sessionmaker[AsyncSession],
+    upload_id: str,
+    token: str,
+    lease_s: float,
+    **changes: object,
 ) -> bool:
+    """Extend our lease, applying ``changes`` to the row in the same statement."""
     stmt = (
         update(_TABLE)
         .where(_TABLE.c.id == upload_id, _TABLE.c.lock_token == token)
-        .values(lock_until=_now() + timedelta(seconds=lease_s))
+        .values(lock_until=_now() + timedelta(seconds=lease_s), **changes)
     )
     async with sessions.begin() as session:
         return await _rowcount(session, stmt) == 1
@@ -133,14 +138,23 @@ class LeaseKeeper:
         self._lost = False
         self._released = False
         self._task: asyncio.Task[None] | None = None
+        # Row changes waiting for the next renewal or the release (see carry).
+        self._carried: dict[str, object] = {}
 
     @property
     def lost(self) -> bool:
         return self._lost or asyncio.get_running_loop().time() >= self._valid_until
 
+    def carry(self, **changes: object) -> None:
+        """Apply ``changes`` to the row with the next renewal or the release, whichever
+        comes first: a lock handed from PATCH to PATCH (settling.py) is released only at
+        the end, and the upload's sliding expiry must not wait that long."""
+        self._carried.update(changes)
+
     async def release(self, **changes: object) -> None:
-        """Free the lock now, with ``changes`` to the row in the same commit."""
+        """Free the lock now, with ``changes`` (and what was carried) in the same commit."""
         self.check()
+        changes = {**self._carried, **changes}
         if not await release(self._sessions, self.upload_id, self.token, **changes):
             self._lost = True
             self.check()
@@ -157,9 +171,13 @@ class LeaseKeeper:
         while not self._lost:
             await asyncio.sleep(self._lease_s / 3)
             started = loop.time()
+            carried, self._carried = self._carried, {}
             try:
-                renewed = await renew(self._sessions, self.upload_id, self.token, self._lease_s)
+                renewed = await renew(
+                    self._sessions, self.upload_id, self.token, self._lease_s, **carried
+                )
             except (DatabaseUnavailable, OSError) as exc:
+                self._carried = {**carried, **self._carried}  # with the next try
                 log.warning("lease renewal failed", upload_id=self.upload_id, error=str(exc))
                 continue
             if not renewed:

@@ -57,11 +57,11 @@ class Settling:
         self,
         upload_id: str,
         parked: Parked,
-        publish: Callable[[], Awaitable[bool]],
-        release: Callable[[bool], Awaitable[None]],
+        publish: Callable[[], Awaitable[None]],
+        release: Callable[[], Awaitable[None]],
     ) -> None:
-        """Settle in the background: ``publish()`` (True if it went out), then either
-        hand the lease over or ``release(published)``."""
+        """Settle in the background: ``publish()``, then either hand the lease over or
+        ``release()``."""
         previous = self._tasks.get(upload_id)
         self._parked[upload_id] = parked
         task = asyncio.get_running_loop().create_task(
@@ -105,14 +105,14 @@ class Settling:
         upload_id: str,
         parked: Parked,
         previous: asyncio.Task[None] | None,
-        publish: Callable[[], Awaitable[bool]],
-        release: Callable[[bool], Awaitable[None]],
+        publish: Callable[[], Awaitable[None]],
+        release: Callable[[], Awaitable[None]],
     ) -> None:
         loop = asyncio.get_running_loop()
         linger_until = loop.time() + LINGER_S
         if previous is not None:
             await asyncio.wait([previous])  # its event first
-        published = await publish()
+        await publish()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(linger_until):
                 await asyncio.shield(parked.decision)
@@ -122,7 +122,7 @@ class Settling:
         if parked.decision.result():
             return  # the next PATCH holds the lease, and will release it
         async with parked.exits:
-            await release(published)
+            await release()
 
     def _forget(self, upload_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(upload_id) is task:

@@ -539,6 +539,31 @@ async def test_the_next_patch_at_another_gateway_waits_for_the_lock_instead_of_4
     assert offsets == [0, 10]
 
 
+async def test_a_handed_over_lock_still_slides_the_expiry(upload_stack: StackFactory) -> None:
+    """A lock passed from PATCH to PATCH is released only at the end; the expiry an
+    answered chunk earned goes to the row with the lease's next renewal meanwhile."""
+    stack = await upload_stack.start("local", with_uploader=False, tus_lock_lease_s=0.6)
+    upload_id = await create(stack, stack.alice, 2 * MiB)
+
+    async def row() -> Upload:
+        async with stack.sessions() as session:
+            found = await session.get(Upload, upload_id, populate_existing=True)
+        assert found is not None
+        return found
+
+    created = (await row()).expires_at
+    assert (await patch(stack, stack.alice, upload_id, 0, b"a" * 10)).status_code == 204
+    parked_token = (await row()).lock_token
+    assert parked_token is not None
+    async with held_patch(stack, stack.alice, upload_id, 10, b"b" * 10, declared=MiB):
+
+        async def slid_while_held() -> bool:
+            now = await row()
+            return now.lock_token == parked_token and now.expires_at > created
+
+        await wait_until(slid_while_held, what="the expiry to slide under the same lock")
+
+
 async def test_a_silent_body_times_out_and_keeps_its_bytes(upload_stack: StackFactory) -> None:
     stack = await upload_stack.start("local", with_uploader=False, tus_read_timeout_s=0.5)
     upload_id = await create(stack, stack.alice, MiB)
