@@ -118,6 +118,27 @@ def _metadata(row: Upload) -> UploadMetadata:
     return UploadMetadata(filename=row.filename, title=row.title, description=row.description)
 
 
+def _chunk_event(
+    row: Upload,
+    state: DurableState,
+    result: WriteResult,
+    checksum: str,
+    now: datetime,
+    *,
+    complete: bool,
+) -> ChunkUploaded:
+    return ChunkUploaded(
+        upload_id=row.id,
+        offset=result.start,
+        length=result.written,
+        part_number=result.last_part or (state.next_part - 1),
+        checksum=checksum,
+        complete=complete,
+        event_id=completion_event_id(row.id) if complete else new_event_id(),
+        occurred_at=now,
+    )
+
+
 class _Stages:
     """Where a PATCH's time went (ms per stage), for its debug log line."""
 
@@ -393,16 +414,7 @@ class UploadEngine:
         """The answer now; the chunk's event and the lock's fate after it (settling.py)."""
         now = _now()
         expires = now + timedelta(seconds=self.settings.tus_expiry_s)
-        event = ChunkUploaded(
-            upload_id=row.id,
-            offset=result.start,
-            length=result.written,
-            part_number=result.last_part or (state.next_part - 1),
-            checksum=checksum,
-            complete=False,
-            event_id=new_event_id(),
-            occurred_at=now,
-        )
+        event = _chunk_event(row, state, result, checksum, now, complete=False)
 
         async def publish() -> None:
             try:
@@ -537,16 +549,7 @@ class UploadEngine:
         expires = row.expires_at
         if complete or result.written:
             await self._publish_chunk(
-                ChunkUploaded(
-                    upload_id=row.id,
-                    offset=result.start,
-                    length=result.written,
-                    part_number=result.last_part or (state.next_part - 1),
-                    checksum=checksum,
-                    complete=complete,
-                    event_id=completion_event_id(row.id) if complete else new_event_id(),
-                    occurred_at=now,
-                ),
+                _chunk_event(row, state, result, checksum, now, complete=complete),
                 result.offset,
             )
             stages.mark("publish")
