@@ -27,7 +27,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from common.db import Base, UtcDateTime
 
-__all__ = ["ProcessedEvent", "claim_event", "claim_events", "prune_processed_events"]
+__all__ = [
+    "ProcessedEvent",
+    "claim_event",
+    "claim_events",
+    "is_claimed",
+    "prune_processed_events",
+]
 
 
 class ProcessedEvent(Base):
@@ -74,6 +80,17 @@ async def claim_event(session: AsyncSession, consumer: str, event_id: str) -> bo
         raise NotImplementedError(f"claim_event does not support {dialect!r}")
     result = cast(CursorResult[Any], await session.execute(stmt))
     return result.rowcount == 1
+
+
+async def is_claimed(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Whether ``consumer`` has claimed ``event_id`` (committed): for a side effect that
+    runs before its claim and should not run again once it is there."""
+    found = await session.scalar(
+        select(_TABLE.c.event_id).where(
+            _TABLE.c.consumer == consumer, _TABLE.c.event_id == event_id
+        )
+    )
+    return found is not None
 
 
 async def claim_events(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:

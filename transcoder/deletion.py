@@ -35,10 +35,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.idempotency import ProcessedEvent
+from common.idempotency import is_claimed
 from common.logs import get_logger
 from common.store import ObjectStore
 from events.catalog import VideoDeleted
@@ -138,12 +137,7 @@ async def purge(store: ObjectStore, media: MediaSet, *, heartbeat: Heartbeat | N
 
 async def _already_removed(sessions: async_sessionmaker[AsyncSession], event_id: str) -> bool:
     async with sessions() as session:
-        found = await session.scalar(
-            select(ProcessedEvent.event_id).where(
-                ProcessedEvent.consumer == CONSUMER, ProcessedEvent.event_id == event_id
-            )
-        )
-    return found is not None
+        return await is_claimed(session, CONSUMER, event_id)
 
 
 async def remove_video(

@@ -308,9 +308,10 @@ class UploadEngine:
     ) -> AppendResult:
         """tus PATCH: append the body at ``request.offset`` under the upload's lock.
 
-        The happy path costs two commits: the lock (which returns the row) and, after
-        the bytes and the event, one UPDATE that releases it with the new expiry; for
-        every chunk but the last, the event and the release come after the answer.
+        The first PATCH takes the lock (one commit that returns the row); each chunk but
+        the last is answered once its bytes are durable and hands the lock to the next
+        PATCH (settling.py); the last publishes its event and releases the lock (one
+        commit) before its answer.
         """
         lease_s = self.settings.tus_lock_lease_s
         stages = _Stages()
@@ -352,9 +353,9 @@ class UploadEngine:
             result = await self._write(row, state, body, request, lease.check)
             stages.mark("write")
             complete = row.length is not None and result.offset == row.length
+            checksum = request.checksum.label() if request.checksum else ""
             if result.written and not complete:
                 # The lease and its exit go to the settling, which outlives this call.
-                checksum = request.checksum.label() if request.checksum else ""
                 answer = self._settle_later(
                     row,
                     state,
@@ -363,7 +364,9 @@ class UploadEngine:
                     checksum,
                 )
             else:
-                answer = await self._after_write(row, state, result, request, lease, stages=stages)
+                answer = await self._finish(
+                    row, state, result, lease, checksum, complete=complete, stages=stages
+                )
             log.debug(
                 "tus patch",
                 upload_id=upload_id,
@@ -427,13 +430,7 @@ class UploadEngine:
             # it), with the lease's next write, whoever holds the lease by then.
             parked.lease.carry(expires_at=expires, updated_at=_now())
 
-        async def release() -> None:
-            try:
-                await parked.lease.release(updated_at=_now())
-            except Exception as exc:  # the lease runs out on its own
-                log.warning("lock not released", upload_id=row.id, error=str(exc))
-
-        self._settling.start(row.id, parked, publish, release)
+        self._settling.start(row.id, parked, publish)
         return AppendResult(
             upload_id=row.id,
             offset=result.offset,
@@ -532,31 +529,28 @@ class UploadEngine:
         except StoreError as exc:
             raise _store_failed(exc, row.id, writing=True) from exc
 
-    async def _after_write(
+    async def _finish(
         self,
         row: Upload,
         state: DurableState,
         result: WriteResult,
-        request: PatchRequest,
         lease: LeaseKeeper,
+        checksum: str,
         *,
+        complete: bool,
         stages: _Stages,
     ) -> AppendResult:
-        complete = row.length is not None and result.offset == row.length
-        checksum = request.checksum.label() if request.checksum else ""
+        """The last chunk, or a PATCH that stored nothing: the event (if complete) and
+        the release come before the answer."""
         now = _now()
         changes: dict[str, object] = {"updated_at": now}
-        expires = row.expires_at
-        if complete or result.written:
+        if complete:
             await self._publish_chunk(
-                _chunk_event(row, state, result, checksum, now, complete=complete),
-                result.offset,
+                _chunk_event(row, state, result, checksum, now, complete=True), result.offset
             )
             stages.mark("publish")
             # Only after the event: the uploader computes the same expiry from its time.
-            expires = now + timedelta(seconds=self.settings.tus_expiry_s)
-            changes["expires_at"] = expires
-        if complete:
+            changes["expires_at"] = now + timedelta(seconds=self.settings.tus_expiry_s)
             changes["state"] = EngineState.COMPLETE.value
             log.info("upload complete", upload_id=row.id, length=row.length)
         await lease.release(**changes)
@@ -565,7 +559,7 @@ class UploadEngine:
             upload_id=row.id,
             offset=result.offset,
             length=row.length,
-            expires_at=None if complete else expires,
+            expires_at=None if complete else row.expires_at,
             complete=complete,
             interrupted=result.interrupted,
         )
@@ -590,7 +584,7 @@ class UploadEngine:
         checksum: str,
     ) -> Upload:
         """Announce that every byte is durable (the HEAD/``complete`` repair path: the
-        PATCH that wrote the last byte announces it itself, in ``_after_write``)."""
+        PATCH that wrote the last byte announces it itself, in ``_finish``)."""
         length = row.length or 0
         now = _now()
         await self._publish_chunk(

@@ -20,13 +20,17 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
+from common.logs import get_logger
 from gateway.tus.chunks import DurableState
 from gateway.tus.leases import LeaseKeeper
 from gateway.tus.models import Upload
 
 __all__ = ["LINGER_S", "Parked", "Settling"]
+
+log = get_logger(__name__)
 
 # How long an answered PATCH's lock waits for the same upload's next PATCH here.
 LINGER_S: Final = 0.25
@@ -58,14 +62,12 @@ class Settling:
         upload_id: str,
         parked: Parked,
         publish: Callable[[], Awaitable[None]],
-        release: Callable[[], Awaitable[None]],
     ) -> None:
-        """Settle in the background: ``publish()``, then either hand the lease over or
-        ``release()``."""
+        """Settle in the background: ``publish()``, then hand the lease over or free it."""
         previous = self._tasks.get(upload_id)
         self._parked[upload_id] = parked
         task = asyncio.get_running_loop().create_task(
-            self._settle(upload_id, parked, previous, publish, release),
+            self._settle(upload_id, parked, previous, publish),
             name=f"tus-settle-{upload_id}",
         )
         self._tasks[upload_id] = task
@@ -77,7 +79,7 @@ class Settling:
         if parked is None or parked.row.user_id != user_id:
             return None
         del self._parked[upload_id]
-        if parked.decision.done() or parked.lease.lost:
+        if parked.lease.lost:
             _decide(parked, adopted=False)
             return None
         parked.decision.set_result(True)
@@ -106,7 +108,6 @@ class Settling:
         parked: Parked,
         previous: asyncio.Task[None] | None,
         publish: Callable[[], Awaitable[None]],
-        release: Callable[[], Awaitable[None]],
     ) -> None:
         loop = asyncio.get_running_loop()
         linger_until = loop.time() + LINGER_S
@@ -122,7 +123,10 @@ class Settling:
         if parked.decision.result():
             return  # the next PATCH holds the lease, and will release it
         async with parked.exits:
-            await release()
+            try:
+                await parked.lease.release(updated_at=datetime.now(UTC))
+            except Exception as exc:  # the lease runs out on its own
+                log.warning("lock not released", upload_id=upload_id, error=str(exc))
 
     def _forget(self, upload_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(upload_id) is task:

@@ -20,7 +20,7 @@ import json
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -225,6 +225,17 @@ def segments_at_gateway(live: Live, stream_id: str) -> int:
     return 0 if playlist is None else len(playlist.segments)
 
 
+def live_fetcher(http: httpx.AsyncClient, stream_id: str) -> Callable[[str], Awaitable[bytes]]:
+    """Fetches a URI under the stream's ``/live/`` path, which must answer 200."""
+
+    async def fetch(uri: str) -> bytes:
+        response = await http.get(f"/live/{stream_id}/{uri}")
+        assert response.status_code == 200, uri
+        return response.content
+
+    return fetch
+
+
 async def check_ended_broadcast(
     live: Live,
     stream_id: str,
@@ -241,12 +252,7 @@ async def check_ended_broadcast(
         "stream.ended at the gateway",
     )
     async with live.http() as http:
-
-        async def fetch(uri: str) -> bytes:
-            response = await http.get(f"/live/{stream_id}/{uri}")
-            assert response.status_code == 200, uri
-            return response.content
-
+        fetch = live_fetcher(http, stream_id)
         response = await http.get(f"/live/{stream_id}/index.m3u8")
         after = check_playlist(response.text, live=False)
         assert after.discontinuities == 1
@@ -279,12 +285,7 @@ async def test_a_dropped_publisher_that_returns_continues_the_broadcast(
         await until(lambda: segments_at_gateway(live, stream_id) >= 3, "3 segments live")
         # During the stream: the playlist parses, and what it names plays.
         async with live.http() as http:
-
-            async def fetch(uri: str) -> bytes:
-                response = await http.get(f"/live/{stream_id}/{uri}")
-                assert response.status_code == 200, uri
-                return response.content
-
+            fetch = live_fetcher(http, stream_id)
             response = await http.get(f"/live/{stream_id}/index.m3u8")
             assert response.status_code == 200
             during = check_playlist(response.text, live=True)
