@@ -1,6 +1,6 @@
 """What the deleted-video check costs VOD delivery (gateway/vod/gone.py).
 
-    flock /tmp/vp/bench.lock .venv/bin/pytest -m bench tests/bench/bench_vod_gone.py -s
+    .venv/bin/pytest -m bench tests/bench/bench_vod_gone.py -s
 
 One gateway VOD app in-process (ASGI, no sockets: the route's own cost), the folder
 store, the catalog on PostgreSQL and SQLite. The same 64 KiB segment of a ready video
