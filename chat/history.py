@@ -11,8 +11,8 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from chat.decision_rows import new_channel
 from chat.models import ChannelRow, ChatUserRow, MessageRow
-from chat.pipeline import new_channel
 from chat.sql import insert_ignore
 from events.catalog import ChatAccepted, ChatUser, SuperChatInfo
 from events.chat_queries import MAX_HISTORY_LIMIT, HistoryPage, HistoryQuery

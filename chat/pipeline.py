@@ -19,9 +19,9 @@ One database transaction per batch of messages (``chat.batcher``), in this order
    rows go in with one INSERT each at the end of the batch.
 
 Every statement costs a round trip and, on a busy machine, two context switches: a
-batch runs the same nine (BEGIN, claim, lock, senders, two UPDATEs, two INSERTs,
-COMMIT) whatever its size. Before, it was about a dozen per message: a batch of one
-took ~20 ms in the chat bench and a busy one grew to 6-13 messages and 120 ms.
+batch of plain messages runs five (BEGIN, claim, the lock-and-read per channel, the
+write, COMMIT) whatever its size, with Core, not the ORM (``chat.decision_rows``: the
+ORM's bookkeeping was most of a decision's CPU).
 
 The caller publishes the outcome after commit; if that fails the message is
 redelivered, finds its claim, and the same events (same ids: JetStream drops
@@ -31,29 +31,27 @@ duplicates, gateways drop offsets they delivered) go out again.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
-from sqlalchemy import JSON, and_, delete, func, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from chat import ledger, ratelimit
 from chat.commands import OWNER_ONLY, TARGETED, Command, CommandError, parse_command
-from chat.effects import add_counts
-from chat.models import (
-    BannedWordRow,
-    BanRow,
-    ChannelRow,
-    ChatUserRow,
-    MessageRow,
-    ModRow,
-    OutcomeRow,
-    UserStateRow,
+from chat.decision_rows import (
+    Ban,
+    Channel,
+    Sender,
+    UserState,
+    lock_channel,
+    write_decisions,
 )
+from chat.effects import add_counts
+from chat.models import BannedWordRow, BanRow, ChatUserRow, ModRow, OutcomeRow, UserStateRow
 from chat.sql import insert_ignore
 from chat.text import banned_word_in, check_text, contains_link, effects_in
 from chat.tiers import MAX_AMOUNT, superchat_info
@@ -79,10 +77,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def new_epoch() -> str:
-    return secrets.token_hex(4)
-
-
 @dataclass(frozen=True)
 class Rules:
     max_chars: int
@@ -101,18 +95,28 @@ class _Batch:
     and user names. A command may change a channel's moderators, words or bans: it
     forgets that channel's entries (the next decision reads them again).
 
-    ``messages`` and ``outcomes``: rows to insert when the batch's decisions are made.
+    What is written when the batch's decisions are made: the channels (offsets, rules),
+    ``changed_states`` (buckets), ``messages`` and ``outcomes`` (rows to insert).
     """
 
-    channels: dict[str, ChannelRow] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
     owners: dict[str, str | None] = field(default_factory=dict)
     mods: dict[tuple[str, str], bool] = field(default_factory=dict)
     words: dict[str, frozenset[str]] = field(default_factory=dict)
     names: dict[str, str | None] = field(default_factory=dict)
-    bans: dict[tuple[str, str], BanRow | None] = field(default_factory=dict)
-    states: dict[tuple[str, str], UserStateRow | None] = field(default_factory=dict)
+    bans: dict[tuple[str, str], Ban | None] = field(default_factory=dict)
+    states: dict[tuple[str, str], UserState | None] = field(default_factory=dict)
+    changed_states: dict[tuple[str, str], UserState] = field(default_factory=dict)
     messages: list[dict[str, object]] = field(default_factory=list)
     outcomes: list[dict[str, object]] = field(default_factory=list)
+
+    def know(self, stream_id: str, senders: dict[str, Sender]) -> None:
+        for user_id, sender in senders.items():
+            key = (stream_id, user_id)
+            self.names[user_id] = sender.name
+            self.states[key] = sender.state
+            self.bans[key] = sender.ban
+            self.mods[key] = sender.is_mod
 
     def forget(self, stream_id: str) -> None:
         self.owners.pop(stream_id, None)
@@ -125,7 +129,7 @@ class _Batch:
 @dataclass
 class _Context:
     session: AsyncSession
-    channel: ChannelRow
+    channel: Channel
     message: ChatMessage
     now: int
     owner_id: str | None
@@ -148,48 +152,6 @@ class _Context:
                 correlation_id=m.event_id,
             )
         ]
-
-
-def new_channel(stream_id: str) -> dict[str, object]:
-    """A new channel row: a fresh epoch, no messages, default rules."""
-    return {
-        "stream_id": stream_id,
-        "epoch": new_epoch(),
-        "last_offset": 0,
-        "cleared_offset": 0,
-        "slow_mode_s": 0,
-        "links": "mods",
-        "created_at": dt.datetime.now(dt.UTC),
-    }
-
-
-async def lock_channel(session: AsyncSession, stream_id: str) -> tuple[ChannelRow, frozenset[str]]:
-    """The channel's row, created if new, locked until the transaction ends; and its
-    banned words, read by the same statement (one round trip less per batch)."""
-    # A JSON array of the words: json_agg is PostgreSQL's spelling, json_group_array
-    # SQLite's; no rows gives NULL on the one and [] on the other.
-    postgres = session.get_bind().dialect.name == "postgresql"
-    aggregate = func.json_agg if postgres else func.json_group_array
-    words = (
-        select(aggregate(BannedWordRow.word, type_=JSON))
-        .where(BannedWordRow.stream_id == stream_id)
-        .scalar_subquery()
-    )
-    # FOR UPDATE on PostgreSQL; SQLite has a single writer and ignores it (the claim's
-    # INSERT already holds the write lock).
-    locking = (
-        select(ChannelRow, words)
-        .where(ChannelRow.stream_id == stream_id)
-        .with_for_update(of=ChannelRow)
-        .execution_options(populate_existing=True)
-    )
-    row = (await session.execute(locking)).first()
-    if row is None:  # new: create it (a concurrent creator wins), then lock it
-        await insert_ignore(session, ChannelRow, new_channel(stream_id), ["stream_id"])
-        row = (await session.execute(locking)).first()
-    assert row is not None
-    channel, found = row
-    return channel, frozenset(found or ())
 
 
 class ChatPipeline:
@@ -232,10 +194,14 @@ class ChatPipeline:
                         events = await _stored_outcome(session, message.event_id)
                     decided[message.event_id] = events
                 results.append(events)
-            if batch.messages:
-                await session.execute(insert(MessageRow), batch.messages)
-            if batch.outcomes:
-                await session.execute(insert(OutcomeRow), batch.outcomes)
+            if batch.outcomes:  # something was decided (else nothing changed)
+                await write_decisions(
+                    await session.connection(),
+                    batch.channels.values(),
+                    batch.changed_states,
+                    batch.messages,
+                    batch.outcomes,
+                )
         return results
 
     async def _prefetch(
@@ -248,11 +214,12 @@ class ChatPipeline:
             users = senders.setdefault(message.stream_id, set())
             if message.user.id:
                 users.add(message.user.id)
+        conn = await session.connection()
         for sid in sorted(senders):
-            batch.channels[sid], batch.words[sid] = await lock_channel(session, sid)
+            channel, batch.words[sid], known = await lock_channel(conn, sid, senders[sid])
+            batch.channels[sid] = channel
+            batch.know(sid, known)
             await self._owner(session, batch, sid)
-            if senders[sid]:
-                await _read_senders(session, batch, sid, senders[sid])
 
     async def _owner(self, session: AsyncSession, batch: _Batch, stream_id: str) -> str | None:
         if stream_id in batch.owners:
@@ -273,7 +240,8 @@ class ChatPipeline:
         # Locked once per transaction: the lock (and the row) hold until the commit.
         channel = batch.channels.get(message.stream_id)
         if channel is None:
-            channel, batch.words[message.stream_id] = await lock_channel(session, message.stream_id)
+            conn = await session.connection()
+            channel, batch.words[message.stream_id], _ = await lock_channel(conn, message.stream_id)
             batch.channels[message.stream_id] = channel
         ctx = await self._context(session, channel, message, batch)
         if not message.user.id:
@@ -294,7 +262,7 @@ class ChatPipeline:
         return events
 
     async def _context(
-        self, session: AsyncSession, channel: ChannelRow, message: ChatMessage, batch: _Batch
+        self, session: AsyncSession, channel: Channel, message: ChatMessage, batch: _Batch
     ) -> _Context:
         sid = channel.stream_id
         owner_id = await self._owner(session, batch, sid)
@@ -356,13 +324,8 @@ class ChatPipeline:
                 return refusal
             superchat = superchat_info(message.amount)
         # Accepted.
-        if state is None:
-            state = UserStateRow(stream_id=channel.stream_id, user_id=user_id)
-            session.add(state)
-            ctx.batch.states[key] = state
-        state.tokens = verdict.bucket.tokens
-        state.tokens_at_ms = verdict.bucket.at_ms
-        state.last_message_ms = now
+        state = UserState(verdict.bucket.tokens, verdict.bucket.at_ms, now)
+        ctx.batch.states[key] = ctx.batch.changed_states[key] = state
         channel.last_offset += 1
         offset = channel.last_offset
         name = await _username(ctx, user_id)
@@ -561,31 +524,6 @@ class ChatPipeline:
         return 0
 
 
-async def _read_senders(
-    session: AsyncSession, batch: _Batch, stream_id: str, users: set[str]
-) -> None:
-    """One statement for what the decisions need of each sender in the channel: name,
-    bucket, ban, moderator or not. A sender the chat component does not know yet (no
-    ``chat_users`` row) is left out: their decision looks each up on its own."""
-    sid = stream_id
-    rows = await session.execute(
-        select(ChatUserRow.user_id, ChatUserRow.username, UserStateRow, BanRow, ModRow.user_id)
-        .select_from(ChatUserRow)
-        .outerjoin(
-            UserStateRow,
-            and_(UserStateRow.stream_id == sid, UserStateRow.user_id == ChatUserRow.user_id),
-        )
-        .outerjoin(BanRow, and_(BanRow.stream_id == sid, BanRow.user_id == ChatUserRow.user_id))
-        .outerjoin(ModRow, and_(ModRow.stream_id == sid, ModRow.user_id == ChatUserRow.user_id))
-        .where(ChatUserRow.user_id.in_(users))
-    )
-    for user_id, username, state, ban, mod in rows:
-        batch.names[user_id] = username
-        batch.states[(sid, user_id)] = state
-        batch.bans[(sid, user_id)] = ban
-        batch.mods[(sid, user_id)] = mod is not None
-
-
 def _links_allowed(policy: str, is_mod: bool) -> bool:
     if policy == "all":
         return True
@@ -614,10 +552,13 @@ async def _username(ctx: _Context, user_id: str) -> str | None:
     return names[user_id]
 
 
-async def _state_of(ctx: _Context, key: tuple[str, str]) -> UserStateRow | None:
+async def _state_of(ctx: _Context, key: tuple[str, str]) -> UserState | None:
     if key in ctx.batch.states:
         return ctx.batch.states[key]
-    return await ctx.session.get(UserStateRow, key)
+    row = await ctx.session.get(UserStateRow, key)
+    state = None if row is None else UserState(row.tokens, row.tokens_at_ms, row.last_message_ms)
+    ctx.batch.states[key] = state
+    return state
 
 
 async def _ban_of(ctx: _Context, user_id: str) -> tuple[str, str] | None:
@@ -625,7 +566,8 @@ async def _ban_of(ctx: _Context, user_id: str) -> tuple[str, str] | None:
     if key in ctx.batch.bans:
         ban = ctx.batch.bans[key]
     else:  # a command in this batch may have changed the bans: read again
-        ban = await ctx.session.get(BanRow, key)
+        row = await ctx.session.get(BanRow, key)
+        ban = None if row is None else Ban(row.until_ms)
     if ban is None:
         return None
     now = ctx.now
@@ -633,7 +575,9 @@ async def _ban_of(ctx: _Context, user_id: str) -> tuple[str, str] | None:
         return "banned", "you are banned from this chat"
     if ban.until_ms > now:
         return "timed_out", f"you are timed out for {-(-(ban.until_ms - now) // 1000)} more s"
-    await ctx.session.delete(ban)  # expired
+    await ctx.session.execute(  # expired
+        delete(BanRow).where(BanRow.stream_id == key[0], BanRow.user_id == key[1])
+    )
     ctx.batch.bans[key] = None
     return None
 

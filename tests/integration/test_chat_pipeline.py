@@ -243,6 +243,44 @@ async def test_a_batch_decides_as_one_by_one(
     assert texts == ["frog", "twice", "back"]
 
 
+async def test_a_batch_spans_channels_and_unknown_senders(
+    pipeline: ChatPipeline, users: Users, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Each channel of a batch keeps its own offsets; a sender the chat component does
+    not know yet (no ``chat_users`` row) has a bucket too, carried through the batch
+    and into the next one."""
+    other = "chan2"
+    batch = [
+        users.message("u-ghost", "1"),
+        users.message("u-alice", "a", stream_id=other),
+        users.message("u-ghost", "2"),
+        users.message("u-ghost", "3"),
+        users.message("u-ghost", "4"),  # the bucket holds 3
+        users.message("u-ghost", "elsewhere", stream_id=other),  # one bucket per channel
+    ]
+    outcomes = await pipeline.decide_batch(batch)
+    assert [outcome_of(o) for o in outcomes] == ["#1", "#1", "#2", "#3", "rate_limited", "#2"]
+    assert accepted(outcomes[0]).user.name == "user--ghost"  # no name known: from the id
+    # The next batch reads the stored bucket: still empty.
+    again = await pipeline.decide_batch([users.message("u-ghost", "5")])
+    assert outcome_of(again[0]) == "rate_limited"
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                select(MessageRow.stream_id, MessageRow.seq, MessageRow.text).order_by(
+                    MessageRow.stream_id, MessageRow.seq
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("chan1", 1, "1"),
+        ("chan1", 2, "2"),
+        ("chan1", 3, "3"),
+        (other, 1, "a"),
+        (other, 2, "elsewhere"),
+    ]
+
+
 async def test_banned_words_and_links(pipeline: ChatPipeline, users: Users) -> None:
     moderation(await pipeline.decide(users.message(users.owner, "/banword heck")))
     refusal = rejected(await pipeline.decide(users.message("u-alice", "what the HECK")))
