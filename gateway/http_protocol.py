@@ -12,6 +12,10 @@ What h11 gave and llhttp does not: a bound on the request head
 length, so one hostile client could pin memory with an endless header. Here the bytes
 fed while the head is incomplete are counted and the connection is answered 431 and
 closed past :data:`MAX_HEAD_BYTES`.
+
+The body goes to the application as the parser's own chunks, one per ``receive``,
+through a :class:`~gateway.http_body_queue.BodyQueue` (no bytearray in between, and
+the socket paused only past a 1 MiB backlog): what an upload costs the event loop.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGIReceiveEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from gateway.http_body_queue import BodyQueue
 
 __all__ = ["MAX_HEAD_BYTES", "GatewayHttpProtocol"]
 
@@ -34,6 +41,35 @@ _TOO_LARGE: Final = (
     b"connection: close\r\n"
     b"\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
 )
+
+
+class _QueuedCycle(RequestResponseCycle):
+    """uvicorn's request cycle with ``receive`` taking the body from a queue.
+
+    Set as the cycle's class right after uvicorn made it (the ASGI task has not run
+    yet, so the application only ever sees this ``receive``); everything else,
+    including the answer to a disconnect, is uvicorn's.
+    """
+
+    queue: BodyQueue
+
+    async def receive(self) -> ASGIReceiveEvent:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.queue and not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+        # Every push and every end sets the event after changing the state read
+        # below, so a cleared event with an empty queue means: nothing new yet.
+        self.message_event.clear()
+        if self.disconnected or self.response_complete:
+            return {"type": "http.disconnect"}
+        body, resume = self.queue.pop()
+        if resume:
+            self.flow.resume_reading()
+        more = bool(self.queue) or self.more_body
+        return {"type": "http.request", "body": body, "more_body": more}
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -59,6 +95,23 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        cycle = self.cycle
+        cycle.__class__ = _QueuedCycle
+        assert isinstance(cycle, _QueuedCycle)
+        cycle.queue = BodyQueue()
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn's checks: a body beside a WebSocket upgrade, or after the answer,
+        # is dropped.
+        if (
+            self.parser.should_upgrade() and self._should_upgrade()
+        ) or self.cycle.response_complete:
+            return
+        cycle = self.cycle
+        assert isinstance(cycle, _QueuedCycle)
+        if cycle.queue.push(body):
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -1,10 +1,13 @@
-"""The gateway's HTTP protocol (llhttp) bounds the request head and nothing else."""
+"""The gateway's HTTP protocol (llhttp): it bounds the request head, and hands the body
+over in the parser's chunks (gateway/http_body_queue.py) with uvicorn's semantics."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -30,11 +33,36 @@ async def _echo_length(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _echo_digest(scope: Any, receive: Any, send: Any) -> None:
+    """``/early`` answers before reading its body; anything else answers with the
+    body's sha256 and how many messages brought it; a disconnect is recorded."""
+    if scope["type"] != "http":
+        return
+    digest, messages = hashlib.sha256(), 0
+    if scope["path"] != "/early":
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                DISCONNECTS.append(digest.hexdigest())
+                return
+            digest.update(message.get("body", b""))
+            messages += 1
+            if not message.get("more_body"):
+                break
+    body = f"{digest.hexdigest()} {messages}".encode()
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+DISCONNECTS: list[str] = []
+
+
 @contextlib.asynccontextmanager
-async def _server() -> AsyncIterator[int]:
+async def _server(app: Callable[..., Any] = _echo_length) -> AsyncIterator[int]:
     port = free_port()
     config = uvicorn.Config(
-        _echo_length,
+        app,
         host="127.0.0.1",
         port=port,
         lifespan="off",
@@ -93,3 +121,60 @@ async def test_a_head_just_under_the_limit_is_served() -> None:
     async with _server() as port:
         answer = await _exchange(port, [head[i : i + 1024] for i in range(0, len(head), 1024)])
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:80]
+
+
+def _put(path: str, body: bytes, *, extra: bytes = b"") -> bytes:
+    head = b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n"
+    return head % (path.encode(), len(body), extra) + body
+
+
+async def test_a_large_body_arrives_whole_in_several_messages() -> None:
+    """3 MiB, more than the queue's high-water mark: reading pauses and resumes."""
+    body = os.urandom(3 * 1024 * 1024 + 17)
+    last = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    async with _server(_echo_digest) as port:
+        answer = await _exchange(port, [_put("/", body), last])
+    first, second = answer.split(b"HTTP/1.1 200 OK")[1:]
+    digest, messages = first.split(b"\r\n\r\n")[1].split()
+    assert digest.decode() == hashlib.sha256(body).hexdigest()
+    assert int(messages) > 1
+    assert second.split(b"\r\n\r\n")[1].split()[0].decode() == hashlib.sha256().hexdigest()
+
+
+async def test_expect_100_continue_is_answered_before_the_body() -> None:
+    body = b"z" * 5000
+    head = b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n"
+    async with _server(_echo_digest) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(head % len(body) + b"Connection: close\r\n\r\n")
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            writer.write(body)
+            answer = await asyncio.wait_for(reader.read(), timeout=10)
+        finally:
+            writer.close()
+    assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+    assert hashlib.sha256(body).hexdigest().encode() in answer, answer
+
+
+async def test_an_answer_before_the_body_drops_it_and_serves_the_next_request() -> None:
+    body = os.urandom(2 * 1024 * 1024)
+    last = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    async with _server(_echo_digest) as port:
+        answer = await _exchange(port, [_put("/early", body), last])
+    assert answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
+
+
+async def test_a_client_gone_mid_body_is_a_disconnect() -> None:
+    DISCONNECTS.clear()
+    async with _server(_echo_digest) as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_put("/", b"q" * 9_000_000)[:100_000])
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        for _ in range(500):
+            if DISCONNECTS:
+                break
+            await asyncio.sleep(0.01)
+    assert len(DISCONNECTS) == 1
