@@ -94,8 +94,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        previous = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
+        if cycle is None or cycle is previous:  # a WebSocket upgrade: no HTTP cycle
+            return
         cycle.__class__ = _QueuedCycle
         assert isinstance(cycle, _QueuedCycle)
         cycle.queue = BodyQueue()
