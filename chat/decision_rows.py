@@ -31,7 +31,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    literal_column,
     select,
     text,
     update,
@@ -50,6 +49,7 @@ from chat.models import (
     OutcomeRow,
     UserStateRow,
 )
+from chat.sql import upsert
 
 __all__ = [
     "Ban",
@@ -339,16 +339,12 @@ async def _write_sqlite(
             ],
         )
     if state_rows:
-        upsert = sqlite_insert(cast(Table, UserStateRow.__table__))
-        await conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["stream_id", "user_id"],
-                set_={
-                    name: literal_column(f"excluded.{name}")
-                    for name in ("tokens", "tokens_at_ms", "last_message_ms")
-                },
-            ),
+        await upsert(
+            conn,
+            cast(Table, UserStateRow.__table__),
             state_rows,
+            keys=["stream_id", "user_id"],
+            columns=["tokens", "tokens_at_ms", "last_message_ms"],
         )
     if messages:
         await conn.execute(insert(cast(Table, MessageRow.__table__)), messages)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Final, cast
 
 import msgspec
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from chat.models import EffectWindowRow
+from chat.sql import upsert
 from common.logs import get_logger
 from common.tasks import cancel_and_wait
 from events.catalog import ChatEffect
@@ -29,6 +30,7 @@ WINDOW_MS: Final = 1000
 GRACE_MS: Final = 500
 FLUSH_EVERY_S: Final = 0.2
 KEEP_MS: Final = 3600 * 1000
+Counts = Mapping[str, int]  # emoji → how many
 _NAMESPACE: Final = uuid.UUID("8b6c1f0e-6f4a-4c52-9d1e-2f61a1c0e7a5")
 
 
@@ -40,31 +42,62 @@ def effect_event_id(stream_id: str, window_start_ms: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"chat.effect:{stream_id}:{window_start_ms}"))
 
 
-async def add_counts(
-    session: AsyncSession, stream_id: str, ts_ms: int, counts: Mapping[str, int]
-) -> None:
-    """Add one message's effect emoji to its channel's window (caller holds the lock)."""
-    window = window_of(ts_ms)
-    for _ in range(3):
-        row = await session.get(EffectWindowRow, (stream_id, window))
-        if row is None:
-            session.add(
-                EffectWindowRow(
-                    stream_id=stream_id,
-                    window_start_ms=window,
-                    counts=msgspec.json.encode(dict(counts)).decode(),
-                    published=False,
-                )
+async def add_counts(conn: AsyncConnection, pending: Mapping[tuple[str, int], Counts]) -> None:
+    """Add a decision batch's effect emoji, ``{(stream_id, window start): counts}``, to
+    their windows (the caller holds the channels' locks): one read, one upsert.
+
+    A window already published takes no more: its counts go to the next second.
+    """
+    table = cast(Table, EffectWindowRow.__table__)
+    merged: dict[tuple[str, int], dict[str, int]] = {}
+    todo = {key: dict(counts) for key, counts in pending.items()}
+    for _ in range(3):  # a window can only be published once: the next one is not
+        if not todo:
+            break
+        found = {
+            (row.stream_id, row.window_start_ms): row
+            for row in await conn.execute(
+                select(table.c.stream_id, table.c.window_start_ms, table.c.counts)
+                .add_columns(table.c.published)
+                .where(table.c.stream_id.in_({sid for sid, _ in todo}))
+                .where(table.c.window_start_ms.in_({window for _, window in todo}))
             )
-            return
-        if row.published:
-            window += WINDOW_MS  # a late decision: count it in the next second
-            continue
-        merged: dict[str, int] = msgspec.json.decode(row.counts, type=dict[str, int])
-        for emoji, count in counts.items():
-            merged[emoji] = merged.get(emoji, 0) + count
-        row.counts = msgspec.json.encode(merged).decode()
-        return
+        }
+        later: dict[tuple[str, int], dict[str, int]] = {}
+        for key, counts in todo.items():
+            row = found.get(key)
+            if row is not None and row.published:
+                _add(later.setdefault((key[0], key[1] + WINDOW_MS), {}), counts)
+                continue
+            if key not in merged:
+                merged[key] = _decode(row.counts) if row is not None else {}
+            _add(merged[key], counts)
+        todo = later
+    if merged:
+        await upsert(
+            conn,
+            table,
+            [
+                {
+                    "stream_id": sid,
+                    "window_start_ms": window,
+                    "counts": msgspec.json.encode(counts).decode(),
+                    "published": False,
+                }
+                for (sid, window), counts in merged.items()
+            ],
+            keys=["stream_id", "window_start_ms"],
+            columns=["counts"],
+        )
+
+
+def _decode(counts: str) -> dict[str, int]:
+    return msgspec.json.decode(counts, type=dict[str, int])
+
+
+def _add(into: dict[str, int], counts: Counts) -> None:
+    for emoji, count in counts.items():
+        into[emoji] = into.get(emoji, 0) + count
 
 
 async def due_windows(sessions: async_sessionmaker[AsyncSession], now_ms: int) -> list[ChatEffect]:

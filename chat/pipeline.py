@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -50,7 +51,7 @@ from chat.decision_rows import (
     lock_channel,
     write_decisions,
 )
-from chat.effects import add_counts
+from chat.effects import add_counts, window_of
 from chat.models import BannedWordRow, BanRow, ChatUserRow, ModRow, OutcomeRow, UserStateRow
 from chat.sql import insert_ignore
 from chat.text import banned_word_in, check_text, contains_link, effects_in
@@ -109,6 +110,10 @@ class _Batch:
     changed_states: dict[tuple[str, str], UserState] = field(default_factory=dict)
     messages: list[dict[str, object]] = field(default_factory=list)
     outcomes: list[dict[str, object]] = field(default_factory=list)
+    effects: dict[tuple[str, int], Counter[str]] = field(default_factory=dict)
+
+    def add_effects(self, stream_id: str, ts_ms: int, counts: Mapping[str, int]) -> None:
+        self.effects.setdefault((stream_id, window_of(ts_ms)), Counter()).update(counts)
 
     def know(self, stream_id: str, senders: dict[str, Sender]) -> None:
         for user_id, sender in senders.items():
@@ -195,8 +200,11 @@ class ChatPipeline:
                     decided[message.event_id] = events
                 results.append(events)
             if batch.outcomes:  # something was decided (else nothing changed)
+                conn = await session.connection()
+                if batch.effects:
+                    await add_counts(conn, batch.effects)
                 await write_decisions(
-                    await session.connection(),
+                    conn,
                     batch.channels.values(),
                     batch.changed_states,
                     batch.messages,
@@ -282,7 +290,7 @@ class ChatPipeline:
     # --- messages --------------------------------------------------------------------
 
     async def _message(self, ctx: _Context) -> list[Event]:  # noqa: PLR0911 - one per rule
-        session, channel, message, now = ctx.session, ctx.channel, ctx.message, ctx.now
+        channel, message, now = ctx.channel, ctx.message, ctx.now
         user_id = message.user.id
         problem = check_text(message.text, self.rules.max_chars)
         if problem is not None:
@@ -346,7 +354,7 @@ class ChatPipeline:
             }
         )
         if counts:
-            await add_counts(session, channel.stream_id, now, counts)
+            ctx.batch.add_effects(channel.stream_id, now, counts)
         accepted = ChatAccepted(
             message_id=message.message_id,
             stream_id=channel.stream_id,

@@ -1,4 +1,4 @@
-"""Portable "insert if absent" for the two backends (PostgreSQL, SQLite)."""
+"""Portable "insert if absent" and "insert or update" for the two backends (PostgreSQL, SQLite)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -29,3 +29,22 @@ async def insert_ignore(
     stmt = insert(table).values(dict(values)).on_conflict_do_nothing(index_elements=list(keys))
     result = cast(CursorResult[Any], await session.execute(stmt))
     return result.rowcount == 1
+
+
+async def upsert(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[str],
+    columns: Sequence[str],
+) -> None:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE SET`` each of ``columns`` to the new row's."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={name: stmt.excluded[name] for name in columns}
+        ),
+        list(rows),
+    )

@@ -356,3 +356,39 @@ async def test_effects_aggregated_per_channel_per_second(
     assert await flusher.flush_once() == 1  # the other channel's window
     assert published[1].counts == {"👏": 1}
     assert await flusher.flush_once() == 0
+
+
+async def test_effects_of_a_batch_and_of_a_late_decision(
+    pipeline: ChatPipeline,
+    users: Users,
+    clock: FakeClock,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    start = clock.now = 1_800_000_000_000  # a window boundary
+    published: list[ChatEffect] = []
+
+    async def publish(effect: ChatEffect) -> None:
+        published.append(effect)
+
+    flusher = EffectFlusher(sessions, publish, clock)
+    # One batch: the counts add up per channel per second.
+    outcomes = await pipeline.decide_batch(
+        [
+            users.message("u-alice", "🔥🔥"),
+            users.message("u-bob", "🔥 ❤️"),
+            users.message("u-alice", "🎉", stream_id="other"),
+        ]
+    )
+    assert all(isinstance(o[0], ChatAccepted) for o in outcomes)
+    clock.advance(1.6)
+    assert await flusher.flush_once() == 2
+    assert {e.stream_id: e.counts for e in published} == {
+        users.stream: {"🔥": 3, "❤️": 1},
+        "other": {"🎉": 1},
+    }
+    # A decision whose clock still says the published second: counted in the next.
+    clock.now = start + 500
+    accepted(await pipeline.decide(users.message("u-bob", "👏 late")))
+    clock.now = start + 2600
+    assert await flusher.flush_once() == 1
+    assert (published[-1].window_start_ms, published[-1].counts) == (start + 1000, {"👏": 1})
