@@ -21,7 +21,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 from common.store import _localfs as fs
@@ -104,12 +104,17 @@ class LocalStore(ObjectStore):
         *,
         make_parents: bool = True,
         sync: bool = True,
+        check: Callable[[], None] = lambda: None,
     ) -> T:
-        """Write ``data`` to a fsynced temp file beside ``final``, then ``publish(tmp)``."""
+        """Write ``data`` to a fsynced temp file beside ``final``, then ``publish(tmp)``.
+
+        ``check()`` runs first, on the same worker thread as the temp file's creation.
+        """
         if isinstance(data, bytes):
             body = data
 
             def write_all() -> T:  # one thread hop: a live segment's latency matters
+                check()
                 check_length(key, length, len(body))
                 return publish(
                     fs.write_temp(self.root, final, key, body, make_parents=make_parents, sync=sync)
@@ -117,21 +122,38 @@ class LocalStore(ObjectStore):
 
             return await _run(write_all)
 
-        tmp = await self._stream_to_temp(key, final, data, length, make_parents)
-        # Shielded: once every byte is in, a cancelled caller must not strand the temp file.
-        return await asyncio.shield(_run(lambda: publish(tmp)))
+        return await self._stream_to_temp(
+            key, final, data, length, make_parents=make_parents, check=check, publish=publish
+        )
 
     async def _stream_to_temp(
-        self, key: str, final: Path, data: Body, length: int | None, make_parents: bool
-    ) -> Path:
-        handle, tmp = await _run(
-            lambda: fs.open_temp(self.root, final, key, make_parents=make_parents)
-        )
+        self,
+        key: str,
+        final: Path,
+        data: Body,
+        length: int | None,
+        *,
+        make_parents: bool,
+        check: Callable[[], None],
+        publish: Callable[[Path], T],
+    ) -> T:
+        """Stream ``data`` into a temp file, make it durable and ``publish`` it.
+
+        Three thread hops for any size: the check with the file's creation, the full
+        buffers' writes, and the last buffer with the fsync and the publish (each hop
+        costs the event loop and, on a busy machine, a wait for a free core).
+        """
+
+        def open_checked() -> tuple[BinaryIO, Path]:
+            check()
+            return fs.open_temp(self.root, final, key, make_parents=make_parents)
+
+        handle, tmp = await _run(open_checked)
         appender = open_appender(handle, tmp, WRITE_BUFFER)
         # The blocking step on its way (a full buffer's write, then the finish). Always
         # awaited through a shield: a cancelled caller must not close the file under
-        # a thread still writing to it.
-        writing: asyncio.Future[None] | None = None
+        # a thread still writing to it, nor strand the temp file once every byte is in.
+        writing: asyncio.Future[Any] | None = None
         try:
             total = 0
             async for chunk in aiter_body(data):
@@ -150,12 +172,13 @@ class LocalStore(ObjectStore):
                 await asyncio.shield(writing)
             check_length(key, length, total)
 
-            def finish() -> None:
+            def finish() -> T:
                 appender.finish()
                 fs.finish_temp(handle)
+                return publish(tmp)
 
             writing = asyncio.ensure_future(_run(finish))
-            await asyncio.shield(writing)
+            published: T = await asyncio.shield(writing)
         except BaseException:
             if writing is not None:
                 await asyncio.gather(writing, return_exceptions=True)
@@ -163,7 +186,7 @@ class LocalStore(ObjectStore):
             await _run(lambda: fs.discard_temp(handle, tmp))
             raise
         appender.close()
-        return tmp
+        return published
 
     async def put(
         self,
@@ -301,8 +324,11 @@ class LocalStore(ObjectStore):
         length: int | None = None,
     ) -> PartInfo:
         check_part_number(part_number)
-        folder, _ = await _run(lambda: self._check_upload(upload))
+        folder = self._upload_dir(upload)
         final = folder / f"part-{part_number:05d}"
+
+        def check() -> None:
+            self._check_upload(upload)
 
         def publish(tmp: Path) -> os.stat_result:
             tmp.replace(final)  # a re-sent part replaces the old one whole
@@ -310,7 +336,15 @@ class LocalStore(ObjectStore):
             return final.stat()
 
         try:
-            st = await self._write(upload.key, final, data, length, publish, make_parents=False)
+            st = await self._write(
+                upload.key,
+                final,
+                data,
+                length,
+                publish,
+                make_parents=False,
+                check=check,
+            )
         except FileNotFoundError:
             raise UploadNotFound(f"upload {upload.upload_id!r} was aborted") from None
         return PartInfo(number=part_number, etag=fs.stat_etag(st), size=st.st_size)

@@ -190,16 +190,17 @@ class ChunkWriter:
         number = state.next_part
         source = _Source(body)
         while True:
-            kept = bytearray()
+            kept: list[bytes] = []  # the body's own chunks: no copy unless diverted
             feed = self._feed(head, source, base, kept)
             try:
                 self._guard()
                 part = await self._store.upload_part(self._multipart, number, feed)
             except _Divert:
-                if len(kept) > len(head):  # new bytes: the tail grows (replaced whole)
+                tail = b"".join(kept)
+                if len(tail) > len(head):  # new bytes: the tail grows (replaced whole)
                     self._guard()
-                    await self._store.put(tail_key(self._upload_id, base), bytes(kept))
-                result.offset = base + len(kept)
+                    await self._store.put(tail_key(self._upload_id, base), tail)
+                result.offset = base + len(tail)
                 break
             result.parts_written.append(part)
             result.last_part = number
@@ -217,7 +218,7 @@ class ChunkWriter:
         return result
 
     async def _feed(
-        self, head: bytes, source: _Source, base: int, kept: bytearray
+        self, head: bytes, source: _Source, base: int, kept: list[bytes]
     ) -> AsyncIterator[bytes]:
         """One part's bytes: ``head`` (the old tail), then the body, up to ``part_size``.
 
@@ -226,7 +227,7 @@ class ChunkWriter:
         """
         total = 0
         if head:
-            kept += head
+            kept.append(head)
             total = len(head)
             yield head
         while total < self._part_size:
@@ -235,7 +236,7 @@ class ChunkWriter:
                 break
             self._guard()
             if total < self._min_part:
-                kept += chunk  # may still have to become the tail
+                kept.append(chunk)  # may still have to become the tail
             total += len(chunk)
             yield chunk
         final = self._final_length is not None and base + total == self._final_length
