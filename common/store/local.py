@@ -56,7 +56,10 @@ __all__ = ["LocalStore"]
 T = TypeVar("T")
 
 # Gather small async chunks into one write per thread hop (two such buffers per
-# streamed write: one fills while the other is written).
+# streamed write: one fills while the other is written). A streamed write's last
+# buffer is written after its last byte, before the answer, so it is smaller than
+# an assembly's: 1 MiB beat 2 MiB on tus PATCHes of 8 MiB (~1 ms less per chunk).
+STREAM_BUFFER = 1024 * 1024
 WRITE_BUFFER = 2 * 1024 * 1024
 MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
@@ -149,7 +152,7 @@ class LocalStore(ObjectStore):
             return fs.open_temp(self.root, final, key, make_parents=make_parents)
 
         handle, tmp = await _run(open_checked)
-        appender = open_appender(handle, tmp, WRITE_BUFFER)
+        appender = open_appender(handle, tmp, STREAM_BUFFER)
         # The blocking step on its way (a full buffer's write, then the finish). Always
         # awaited through a shield: a cancelled caller must not close the file under
         # a thread still writing to it, nor strand the temp file once every byte is in.

@@ -15,7 +15,7 @@ import pytest
 
 from common.store import _appender
 from common.store._appender import Appender, BufferedAppender, DirectAppender
-from common.store.local import WRITE_BUFFER, LocalStore
+from common.store.local import STREAM_BUFFER, LocalStore
 
 pytestmark = pytest.mark.unit
 
@@ -121,7 +121,7 @@ async def test_a_streamed_put_across_many_buffers_keeps_every_byte(tmp_path: Pat
     store = LocalStore(tmp_path / "media")
     await store.ensure_ready()
     rng = random.Random(5)
-    data = rng.randbytes(3 * WRITE_BUFFER + 4321)
+    data = rng.randbytes(3 * STREAM_BUFFER + 4321)
     chunks = [data[i : i + 65_000] for i in range(0, len(data), 65_000)]
     info = await store.put("uploads/big.bin", body(chunks), length=len(data))
     assert info.size == len(data)
@@ -134,7 +134,7 @@ async def test_a_body_that_fails_midway_leaves_no_temp_file(tmp_path: Path) -> N
 
     async def failing() -> AsyncIterator[bytes]:
         for _ in range(5):  # past two buffers: one write in flight when it fails
-            yield bytes(WRITE_BUFFER // 2 + 1)
+            yield bytes(STREAM_BUFFER // 2 + 1)
         raise ConnectionResetError("client went away")
 
     with pytest.raises(ConnectionResetError):
@@ -149,7 +149,7 @@ async def test_a_cancelled_put_waits_for_its_write_and_cleans_up(tmp_path: Path)
 
     async def stalling() -> AsyncIterator[bytes]:
         for _ in range(3):
-            yield bytes(WRITE_BUFFER)
+            yield bytes(STREAM_BUFFER)
         stalled.set()
         await asyncio.sleep(3600)
         yield b""
@@ -165,7 +165,7 @@ async def test_a_cancelled_put_waits_for_its_write_and_cleans_up(tmp_path: Path)
 async def test_a_reused_buffer_carries_nothing_of_the_previous_write(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "media")
     await store.ensure_ready()
-    secret = b"S" * (2 * WRITE_BUFFER)  # fills both pooled buffers
+    secret = b"S" * (2 * STREAM_BUFFER)  # fills both pooled buffers
     await store.put("uploads/first.bin", body([secret]), length=len(secret))
     small = b"small" * 1001  # 5,005 bytes: an aligned block and an unaligned tail
     await store.put("uploads/second.bin", body([small]), length=len(small))
