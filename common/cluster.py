@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,7 @@ log = get_logger(__name__)
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+PORT_ATTEMPTS = 3  # a free port can be taken before the server binds it
 CLUSTER_NAME = "videopick"
 # Two ingests share one RTMP port (SO_REUSEPORT): the kernel spreads publishers.
 DEFAULT_PROCESSES = "gateway=2,chat=2,uploader=2,transcoder=2,ingest=2"
@@ -181,13 +183,26 @@ def postgres_bindir() -> Path:
 
 @dataclass
 class Postgres:
+    """A throw-away cluster: ``initdb`` into ``root``, 127.0.0.1 only, trust auth.
+
+    ``videopick cluster`` runs it as production would (fsync on); the test fixture
+    (``tests/fixtures/postgres.py``) turns fsync off: a crash there only means a new
+    cluster next run, and CREATE DATABASE and commits get much faster.
+    """
+
     root: Path
     port: int = field(default_factory=free_port)
     bindir: Path = field(default_factory=postgres_bindir)
+    fsync: bool = True
+    max_connections: int = 300
 
     @property
     def url(self) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/videopick"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "postgres.log"
 
     def _user(self) -> tuple[int, int] | None:
         # PostgreSQL refuses to run as root: the package's postgres user runs it.
@@ -203,14 +218,14 @@ class Postgres:
         user = self._user()
         result = subprocess.run(
             [str(arg) for arg in args],
-            cwd=self.root,
+            cwd=self.root,  # the server user cannot read the caller's cwd
             capture_output=True,
             text=True,
             check=False,
             timeout=START_TIMEOUT_S + 30,
             user=user[0] if user else None,
             group=user[1] if user else None,
-            extra_groups=[] if user else None,
+            extra_groups=[] if user else None,  # drop root's groups with its uid
         )
         if check and result.returncode != 0:
             raise ClusterError(f"{Path(args[0]).name} failed: {result.stderr.strip()[-2000:]}")
@@ -228,17 +243,29 @@ class Postgres:
         )  # fmt: skip
 
     def start(self) -> None:
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300 "
-            "-c log_min_messages=warning"
+        """Start on ``port``; if another process took it meanwhile, on a new free one."""
+        for _ in range(PORT_ATTEMPTS):
+            # -k: the unix socket goes in our folder, not /var/run/postgresql.
+            options = (
+                f"-h 127.0.0.1 -p {self.port} -k {self.root} "
+                f"-c max_connections={self.max_connections} -c log_min_messages=warning"
+            )
+            if not self.fsync:
+                options = f"-F {options}"
+            result = self._run(
+                self.bindir / "pg_ctl", "start", "-D", self.root / "data", "-l", self.log,
+                "-w", "-t", str(int(START_TIMEOUT_S)), "-s", "-o", options, check=False,
+            )  # fmt: skip
+            if result.returncode == 0:
+                return
+            log = self.log.read_text(errors="replace") if self.log.exists() else ""
+            if not re.search(r"could not bind|Address already in use", log):
+                break  # not a port race: another port will not help
+            self.port = free_port()
+        raise ClusterError(
+            f"pg_ctl start failed ({result.returncode}): {result.stderr.strip()}\n"
+            f"--- {self.log} ---\n{log[-4000:]}"
         )
-        result = self._run(
-            self.bindir / "pg_ctl", "start", "-D", self.root / "data", "-l",
-            self.root / "postgres.log", "-w", "-t", str(int(START_TIMEOUT_S)), "-s",
-            "-o", options, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise ClusterError(f"pg_ctl start failed: {result.stderr.strip()}")
 
     def create_database(self) -> None:
         self._run(
@@ -247,12 +274,17 @@ class Postgres:
         )  # fmt: skip
 
     def stop(self, mode: str = "fast") -> None:
-        if not (self.root / "data" / "postmaster.pid").exists():
+        pidfile = self.root / "data" / "postmaster.pid"
+        if not pidfile.exists():
             return
-        self._run(
+        result = self._run(
             self.bindir / "pg_ctl", "stop", "-D", self.root / "data", "-m", mode, "-w", "-s",
             check=False,
         )  # fmt: skip
+        if result.returncode != 0 and pidfile.exists():
+            # The postmaster we started (its pid is line 1 of its own pid file).
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
 
 
 # --- MinIO --------------------------------------------------------------------------
