@@ -128,6 +128,21 @@ async def test_a_streamed_put_across_many_buffers_keeps_every_byte(tmp_path: Pat
     assert (tmp_path / "media" / "uploads" / "big.bin").read_bytes() == data
 
 
+@pytest.mark.parametrize("buffers", [1, 2, 3])
+async def test_a_body_ending_on_a_buffer_boundary_is_written_whole(
+    tmp_path: Path, buffers: int
+) -> None:
+    """The full buffer that ends a body is written with the fsync, not before."""
+    store = LocalStore(tmp_path / "media")
+    await store.ensure_ready()
+    data = random.Random(buffers).randbytes(buffers * STREAM_BUFFER)
+    step = STREAM_BUFFER // 3 + 1
+    chunks = [data[i : i + step] for i in range(0, len(data), step)]
+    info = await store.put("uploads/even.bin", body(chunks), length=len(data))
+    assert info.size == len(data)
+    assert (tmp_path / "media" / "uploads" / "even.bin").read_bytes() == data
+
+
 async def test_a_body_that_fails_midway_leaves_no_temp_file(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "media")
     await store.ensure_ready()
