@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from common.settings import Settings
 from events.catalog import ChatTopup
 from events.chat_queries import WALLET_SUBJECT, LedgerEntryView, WalletQuery, WalletView
 from gateway.auth.dependencies import REQUIRES_AUTH, CurrentUserDep
@@ -65,6 +66,9 @@ class WalletOut(msgspec.Struct):
     balance: int
     entries: list[LedgerEntryOut]
     earnings: EarningsOut
+    # Whether POST /topup is open to this user (env=dev, or an admin): the web client
+    # shows its top-up button only then.
+    can_topup: bool = False
 
 
 class TopupIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,10 +122,15 @@ async def query_wallet(chat: ChatGateway, query: WalletQuery) -> WalletView:
     return view
 
 
+def _may_topup(settings: Settings, user_id: str) -> bool:
+    return settings.env == "dev" or user_id in settings.chat_admin_user_ids
+
+
 @get("/", summary="My wallet: balance, recent entries, earnings", security=REQUIRES_AUTH)
 async def get_wallet(
     request: Request[Any, Any, Any],
     current_user: CurrentUserDep,
+    services: ServicesDep,
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 20,
 ) -> WalletOut:
     view = await query_wallet(
@@ -136,6 +145,7 @@ async def get_wallet(
             count=view.earnings_count,
             recent=[_entry(e) for e in view.earnings],
         ),
+        can_topup=_may_topup(services.settings, current_user.user_id),
     )
 
 
@@ -167,8 +177,7 @@ async def topup(
     services: ServicesDep,
     data: JSONBody[TopupIn],
 ) -> Response[TopupOut]:
-    settings = services.settings
-    if settings.env != "dev" and current_user.user_id not in settings.chat_admin_user_ids:
+    if not _may_topup(services.settings, current_user.user_id):
         raise ForbiddenError("top-ups are for administrators (or env=dev)")
     chat = _chat(request)
     target = data.user_id or current_user.user_id

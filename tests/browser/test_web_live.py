@@ -169,13 +169,11 @@ def test_go_live_watch_and_chat(
 
         # A super chat (tier 2: pinned for 60 s) with effect emoji: highlighted and
         # pinned on the streamer's page, and the emoji float over the video.
-        topup = viewer.evaluate(
-            """async () => (await fetch('/api/v2/wallet/topup', {method: 'POST',
-                 headers: {'Content-Type': 'application/json',
-                           Authorization: `Bearer ${localStorage.getItem('videopick.token')}`},
-                 body: JSON.stringify({amount: 500})})).status"""
-        )
-        assert topup == 200
+        # The viewer tops up from the page (env=dev shows the button) and spends 100.
+        viewer.wait_for_selector("#wallet-topup", state="visible")
+        assert viewer.inner_text("#wallet-balance") == "0"
+        viewer.click("#wallet-topup")
+        wait_js(viewer, "document.getElementById('wallet-balance').textContent === '500'")
         watch.evaluate(RECORD_EFFECTS)
         viewer.fill("#chat-input", "great stream 🔥🔥🎉")
         viewer.fill("#chat-amount", "100")
@@ -191,6 +189,7 @@ def test_go_live_watch_and_chat(
             == "#00BFA5"
         )
         watch.locator("#pinned .pinned-line").filter(has_text="great stream").wait_for()
+        wait_js(viewer, "document.getElementById('wallet-balance').textContent === '400'")
         wait_js(watch, "window.__effects.length > 0")
         assert set(watch.evaluate("window.__effects")) <= {"🔥", "🎉"}
         screenshot(watch, "watch-live")
@@ -224,6 +223,13 @@ def test_go_live_watch_and_chat(
             "(document.querySelector('#chart-bitrate polyline')?.getAttribute('points') || '')"
             ".split(' ').length >= 3",
         )
+        # The viewer's super chat shows in the streamer's earnings.
+        wait_js(
+            studio,
+            "document.getElementById('earnings-total').textContent === '100'",
+            timeout_ms=15_000,
+        )
+        assert "great stream" in studio.inner_text("#earnings tbody")
         studio.click("#reveal-key")  # hide the key again before the picture is taken
         screenshot(studio, "studio-live")
 

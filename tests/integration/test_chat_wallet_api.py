@@ -62,6 +62,7 @@ async def test_topup_wallet_and_earnings_in_dev(
             "balance": 0,
             "entries": [],
             "earnings": {"total": 0, "count": 0, "recent": []},
+            "can_topup": True,  # env=dev
         }
         # (Litestar converts "5" to 5 for a number field: lax, not wrong.)
         for body in ({"amount": 0}, {"amount": 1_000_001}, {"amount": 5, "x": 1}, {"note": "x"}):
@@ -125,7 +126,9 @@ async def test_topup_outside_dev_needs_an_admin(
         assert granted.status_code == 200, granted.text
         assert granted.json()["user_id"] == viewer.id
         wallet = await http.get("/api/v2/wallet", headers=auth(viewer))
-        assert wallet.json()["balance"] == 5
+        assert (wallet.json()["balance"], wallet.json()["can_topup"]) == (5, False)
+        mine = await http.get("/api/v2/wallet", headers=auth(admin))
+        assert mine.json()["can_topup"] is True
 
 
 async def test_wallet_answers_503_when_the_chat_component_is_down(

@@ -14,7 +14,8 @@ function el(tag, className, text) {
   return node;
 }
 
-export function startChat({ channel, ownerId, els }) {
+// onSpent: called after a super chat of ours was accepted (the wallet shows less).
+export function startChat({ channel, ownerId, els, onSpent = () => {} }) {
   const { log, form, input, amount, send, status, effects, pinned, hint } = els;
   const seen = new Set();
   const user = currentUser();
@@ -158,6 +159,7 @@ export function startChat({ channel, ownerId, els }) {
       input.value = '';
       amount.value = '';
       status.textContent = 'Connected';
+      if (credits > 0) onSpent();
     } catch (err) {
       status.textContent = `Not sent: ${err?.message || 'refused'}`;
     } finally {

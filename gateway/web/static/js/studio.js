@@ -155,6 +155,22 @@ async function refreshVideos() {
   }
 }
 
+async function refreshEarnings() {
+  try {
+    const earnings = await api('/api/v2/wallet/earnings?limit=20');
+    byId('earnings-total').textContent = String(earnings.total);
+    byId('earnings-count').textContent = String(earnings.count);
+    byId('earnings').querySelector('tbody').replaceChildren(...earnings.recent.map((entry) => {
+      const row = document.createElement('tr');
+      const when = new Date(entry.created_at_ms).toLocaleString();
+      row.append(cell(when), cell(String(entry.amount)), cell(entry.text || ''));
+      return row;
+    }));
+  } catch {
+    // the chat component may be restarting: the next poll tries again
+  }
+}
+
 async function main() {
   if (!currentUser()) {
     document.querySelector('.needs-login').hidden = false;
@@ -173,8 +189,10 @@ async function main() {
   }
   refreshStats();
   refreshVideos();
+  refreshEarnings();
   setInterval(refreshStats, POLL_MS);
   setInterval(refreshVideos, POLL_MS * 3);
+  setInterval(refreshEarnings, POLL_MS * 3);
 }
 
 main();

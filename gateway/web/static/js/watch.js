@@ -3,6 +3,7 @@
 import { api } from './session.js';
 import { attachPlayer } from './player.js';
 import { startChat } from './chat.js';
+import { startWallet } from './wallet.js';
 
 const POLL_MS = 2000;
 const root = document.getElementById('watch');
@@ -40,9 +41,17 @@ setLive(root.dataset.live === 'true');
 setInterval(refresh, POLL_MS);
 refresh();
 
+const wallet = startWallet({
+  box: byId('wallet'),
+  balance: byId('wallet-balance'),
+  topup: byId('wallet-topup'),
+  status: byId('wallet-status'),
+});
+
 startChat({
   channel: chatChannel,
   ownerId,
+  onSpent: () => wallet.refresh(),
   els: {
     log: byId('chat-log'),
     form: byId('chat-form'),
