@@ -11,8 +11,9 @@ after the delete. What goes:
 - a recording's broadcast: ``live/{stream_id}/{session_id}/`` (init, segments,
   ``recording.m3u8``) and ``recordings/{stream_id}/{session_id}.mp4``.
 
-The source ids travel in the event (the gateway copies them from its catalog row);
-a request delivered after the delete brings its own ``source_key`` (:func:`media_of_request`).
+The source ids travel in the event (the gateway copies them from its catalog row); the
+job row keeps the ``source_key`` its request named, for a delete whose event does not
+know it; a request delivered after the delete brings its own (:func:`media_of_request`).
 
 Order, so redelivery and crashes are harmless:
 
@@ -102,12 +103,16 @@ def _recording_media(stream_id: str, session_id: str) -> tuple[tuple[str, ...], 
     return (session_prefix(stream_id, session_id),), (recording_key(stream_id, session_id),)
 
 
-def media_of_deleted(event: VideoDeleted) -> MediaSet:
+def media_of_deleted(event: VideoDeleted, source_key: str = "") -> MediaSet:
+    """The event's media, and ``source_key``: what the job was asked to transcode (the
+    event may not know the upload: a delete that beat the catalog's update)."""
     prefixes = [video_prefix(event.video_id)]
     if _safe(event.upload_id):
         prefixes.append(upload_prefix(event.upload_id))
     recording_prefixes, recording_keys = _recording_media(event.stream_id, event.session_id)
-    return MediaSet((*prefixes, *recording_prefixes), recording_keys)
+    sources = (source_key,) if source_key else ()
+    keys = tuple(dict.fromkeys(recording_keys + sources))
+    return MediaSet((*prefixes, *recording_prefixes), keys)
 
 
 def media_of_request(
@@ -160,10 +165,10 @@ async def remove_video(
     if await _already_removed(sessions, event.event_id):
         log.debug("deletion already done", video_id=event.video_id, event_id=event.event_id)
         return False
-    await jobs.mark_deleted(sessions, video_id=event.video_id, event_id=event.event_id)
+    source = await jobs.mark_deleted(sessions, video_id=event.video_id, event_id=event.event_id)
     if stop_job is not None:
         await stop_job(event.video_id)
-    removed = await purge(store, media_of_deleted(event), heartbeat=heartbeat)
+    removed = await purge(store, media_of_deleted(event, source), heartbeat=heartbeat)
 
     async def nothing(_: AsyncSession) -> None:
         return None  # the effect (the deletions) is done and idempotent: only the claim

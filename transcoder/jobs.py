@@ -63,6 +63,9 @@ class TranscodeJob(Base):
     completed_event_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     published_event_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str] = mapped_column(Text, server_default="")
+    # What the request asked to transcode: a delete finds the source here even when its
+    # event does not say (transcoder/deletion.py).
+    source_key: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
@@ -90,11 +93,12 @@ def _now() -> dt.datetime:
 
 
 def _new_row(
-    video_id: str, status: JobStatus, event_id: str, now: dt.datetime
+    video_id: str, status: JobStatus, event_id: str, now: dt.datetime, source_key: str = ""
 ) -> dict[str, object]:
     """A job row as first written, by a request or by a delete that came first."""
     return {
         "video_id": video_id,
+        "source_key": source_key,
         "status": status.value,
         "request_event_id": event_id,
         "owner": "",
@@ -124,18 +128,21 @@ async def claim_job(
     owner: str,
     lease_s: float,
     redelivery: bool,
+    source_key: str = "",
 ) -> Claim:
     """Decide what this delivery does with the video's job (see the module doc)."""
     now = _now()
     async with sessions() as session, session.begin():
         await _insert_if_absent(
-            session, _new_row(video_id, JobStatus.RUNNING, request_event_id, now)
+            session, _new_row(video_id, JobStatus.RUNNING, request_event_id, now, source_key)
         )
         row = (
             await session.execute(
                 select(TranscodeJob).where(TranscodeJob.video_id == video_id).with_for_update()
             )
         ).scalar_one()
+        if source_key and not row.source_key:
+            row.source_key = source_key
         status = JobStatus(row.status)
         if status is JobStatus.DELETED:
             return Claim(ClaimOutcome.DELETED, row.attempts, row.owner)
@@ -245,9 +252,10 @@ async def mark_published(session: AsyncSession, video_id: str) -> bool:
 
 async def mark_deleted(
     sessions: async_sessionmaker[AsyncSession], *, video_id: str, event_id: str
-) -> None:
+) -> str:
     """Any state → deleted (a row is made if no request came yet): from now on no
-    delivery publishes the video, and :func:`mark_published` finds nothing to move."""
+    delivery publishes the video, and :func:`mark_published` finds nothing to move.
+    Returns the source a request handed the job ("" if none came yet)."""
     now = _now()
     async with sessions() as session, session.begin():
         await _insert_if_absent(session, _new_row(video_id, JobStatus.DELETED, event_id, now))
@@ -256,3 +264,7 @@ async def mark_deleted(
             .where(_TABLE.c.video_id == video_id, _TABLE.c.status != JobStatus.DELETED.value)
             .values(status=JobStatus.DELETED.value, lease_until=None, updated_at=now)
         )
+        source: str | None = await session.scalar(
+            select(_TABLE.c.source_key).where(_TABLE.c.video_id == video_id)
+        )
+        return source or ""

@@ -313,6 +313,7 @@ class TranscodeWorker:
             owner=owner,
             lease_s=self.settings.transcode_ack_wait_s,
             redelivery=attempt > 1,
+            source_key=request.source_key,
         )
         log.info(
             "job claimed",

@@ -307,6 +307,23 @@ async def test_a_redelivered_deletion_is_harmless(stack: Stack, clips: dict[str,
     assert row.status == "deleted"
 
 
+async def test_a_deletion_that_does_not_know_the_upload_still_removes_its_source(
+    stack: Stack, clips: dict[str, bytes]
+) -> None:
+    """A delete right after an upload can reach the transcoder with no upload id (the
+    gateway's catalog had not learnt it yet): the source the job was handed goes too."""
+    video_id, upload_id = await upload(stack, clips["short"])
+    await wait_status(stack, video_id, "ready")
+    row = await job_row(stack.worker_settings, video_id)
+    assert row is not None
+    assert row.source_key == f"uploads/{upload_id}/source"
+    deleted = VideoDeleted(video_id=video_id, user_id=stack.user.id)  # no upload_id
+    await publish(stack.js, [deleted])
+    await wait_empty(stack.store, f"vod/{video_id}/", f"uploads/{upload_id}/")
+    await consumer_idle(stack.js, deletion.CONSUMER)
+    assert not stack.events.dead
+
+
 class CrashOnce:
     """The real store, but the first purge dies after its first prefix (a "crash")."""
 
@@ -378,8 +395,8 @@ async def test_a_transcode_that_ends_after_the_delete_leaves_nothing(
     """The job's child is held (SIGSTOP) until the deletion has swept the store, so the
     job ends after the delete every time. Via the gateway, the deletion stops the job
     (this process runs it) and it ends quietly; with the job left running, as on another
-    replica, and the source unknown to the deletion (a delete that carries no upload
-    id), the job completes — and the worker removes its output and the source."""
+    replica, and a delete that carries no upload id, the job completes — and the worker
+    removes its output. The source goes at the delete either way (the job row names it)."""
     video_id, upload_id = await upload(stack, clips["long"])
     await stack.events.wait(
         lambda: bool(stack.events.of(TranscodeProgress, video_id)), "the job running"
@@ -397,7 +414,7 @@ async def test_a_transcode_that_ends_after_the_delete_leaves_nothing(
         row = await job_row(stack.worker_settings, video_id)
         assert row is not None
         assert row.status == "deleted"
-        assert await stack.store.exists(f"uploads/{upload_id}/source") is not source_known
+        assert not await stack.store.exists(f"uploads/{upload_id}/source")
     finally:
         with contextlib.suppress(ProcessLookupError):  # gone: the deletion stopped it
             os.kill(child.pid, signal.SIGCONT)

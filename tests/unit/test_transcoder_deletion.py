@@ -51,3 +51,14 @@ def test_a_late_request_brings_its_source() -> None:
     assert media_of_request(
         "v5", "recordings/st/se.mp4", stream_id="st", session_id="se"
     ) == MediaSet(("vod/v5/", "live/st/se/"), ("recordings/st/se.mp4",))
+
+
+def test_the_jobs_source_goes_too() -> None:
+    unknown = VideoDeleted(video_id="v6", user_id="u1")  # the catalog knew no upload
+    assert media_of_deleted(unknown, "uploads/up-6/source") == MediaSet(
+        ("vod/v6/",), ("uploads/up-6/source",)
+    )
+    recording = VideoDeleted(video_id="v7", user_id="u1", stream_id="st", session_id="se")
+    assert media_of_deleted(recording, "recordings/st/se.mp4") == MediaSet(
+        ("vod/v7/", "live/st/se/"), ("recordings/st/se.mp4",)
+    )
