@@ -21,6 +21,7 @@ import uvicorn
 from common.db import migrate
 from common.logs import configure_logging, get_logger
 from common.settings import Settings, SettingsError, get_settings
+from gateway.malloc_tuning import tune_malloc
 
 GRACEFUL_S: Final = 10
 # Idle keep-alive connections are closed after this (behind a proxy: below its own).
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     get_logger("gateway").info(
         "gateway listening", host=settings.http_host, port=settings.http_port
     )
+    # Upload bodies without page faults (gateway/malloc_tuning.py).
+    tune_malloc()
     server.run()
     # uvicorn returns normally when its startup failed (e.g. NATS unreachable).
     return 0 if server.started else 1
