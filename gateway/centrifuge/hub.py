@@ -62,6 +62,10 @@ RING_SIZE: Final = 200
 MIN_FLUSH_INTERVAL_S: Final = 0.005
 MAX_FLUSH_INTERVAL_S: Final = 0.06
 WRITES_PER_S: Final = 25_000
+# Members written per turn of the event loop: a big room's flush (1,000 writes, ~15 ms
+# on a busy machine) leaves the loop between slices, so a publish or a NATS message
+# that arrives meanwhile waits for one slice, not for the whole room.
+WRITE_SLICE: Final = 200
 # A gap waits this long for the late offset before history is asked for it.
 GAP_WAIT_S: Final = 0.3
 GAP_ATTEMPTS: Final = 5
@@ -116,6 +120,9 @@ class Room:
         self._pending: list[bytes] = []
         self._flush_at: asyncio.TimerHandle | None = None
         self._last_flush = 0.0
+        # The frame being written: (members, next index, frame, wire bytes).
+        self._writing: tuple[list[Member], int, str, bytes] | None = None
+        self._next_slice: asyncio.Handle | None = None
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -135,6 +142,10 @@ class Room:
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
+        if self._next_slice is not None:
+            self._next_slice.cancel()
+            self._next_slice = None
+        self._writing = None
         self._pending.clear()
         for sub in self._subs:
             with contextlib.suppress(Exception):
@@ -299,10 +310,12 @@ class Room:
         return min(MAX_FLUSH_INTERVAL_S, max(MIN_FLUSH_INTERVAL_S, interval))
 
     def flush(self) -> None:
-        """Write the pending pushes to every member: one frame, encoded once."""
+        """Write the pending pushes to every member: one frame, encoded once, written a
+        slice of members per loop turn (the frame before is finished first: order)."""
         if self._flush_at is not None:
             self._flush_at.cancel()
             self._flush_at = None
+        self._write(everything=True)
         self._last_flush = asyncio.get_running_loop().time()
         pending, self._pending = self._pending, []
         if not pending or not self.members:
@@ -310,9 +323,28 @@ class Room:
         payload = b"\n".join(pending)
         frame, wire = payload.decode(), text_frame(payload)
         self.hub.delivered += len(pending) * len(self.members)
-        # A member that overflows closes itself; the dict may change under us then.
-        for member in list(self.members.values()):
+        # A snapshot: a member that overflows closes itself and leaves the dict; one that
+        # joins meanwhile had these pushes in its subscribe reply.
+        self._writing = (list(self.members.values()), 0, frame, wire)
+        self._write()
+
+    def _write(self, *, everything: bool = False) -> None:
+        """The current frame to its next slice of members (to all that are left with
+        ``everything``); the rest on the loop's next turn."""
+        if self._next_slice is not None:
+            self._next_slice.cancel()
+            self._next_slice = None
+        if self._writing is None:
+            return
+        members, start, frame, wire = self._writing
+        end = len(members) if everything else start + WRITE_SLICE
+        for member in members[start:end]:
             member.deliver_wire(frame, wire)
+        if end < len(members):
+            self._writing = (members, end, frame, wire)
+            self._next_slice = asyncio.get_running_loop().call_soon(self._write)
+        else:
+            self._writing = None
 
     def _check_gap(self) -> None:
         if self.sequencer.missing() is not None and not self._gap_filling:
