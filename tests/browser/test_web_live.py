@@ -190,6 +190,7 @@ def test_go_live_watch_and_chat(
         )
         watch.locator("#pinned .pinned-line").filter(has_text="great stream").wait_for()
         wait_js(viewer, "document.getElementById('wallet-balance').textContent === '400'")
+        wait_js(watch, "document.getElementById('wallet-balance').textContent === '100'")
         wait_js(watch, "window.__effects.length > 0")
         assert set(watch.evaluate("window.__effects")) <= {"🔥", "🎉"}
         screenshot(watch, "watch-live")

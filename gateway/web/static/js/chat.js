@@ -14,8 +14,9 @@ function el(tag, className, text) {
   return node;
 }
 
-// onSpent: called after a super chat of ours was accepted (the wallet shows less).
-export function startChat({ channel, ownerId, els, onSpent = () => {} }) {
+// onWallet: called when our credits changed: our super chat was accepted, or (the
+// streamer) one arrived in our channel.
+export function startChat({ channel, ownerId, els, onWallet = () => {} }) {
   const { log, form, input, amount, send, status, effects, pinned, hint } = els;
   const seen = new Set();
   const user = currentUser();
@@ -117,7 +118,10 @@ export function startChat({ channel, ownerId, els, onSpent = () => {} }) {
   // message), so a burst of 🔥 from many viewers is one bounded animation.
   const handle = (data) => {
     if (!data || typeof data !== 'object') return;
-    if (data.type === 'message') addMessage(data);
+    if (data.type === 'message') {
+      addMessage(data);
+      if (data.superchat && user && user.id === ownerId) onWallet();
+    }
     else if (data.type === 'effect') burst(data.counts);
     else if (data.type === 'moderation') moderation(data);
   };
@@ -159,7 +163,7 @@ export function startChat({ channel, ownerId, els, onSpent = () => {} }) {
       input.value = '';
       amount.value = '';
       status.textContent = 'Connected';
-      if (credits > 0) onSpent();
+      if (credits > 0) onWallet();
     } catch (err) {
       status.textContent = `Not sent: ${err?.message || 'refused'}`;
     } finally {

@@ -51,7 +51,7 @@ const wallet = startWallet({
 startChat({
   channel: chatChannel,
   ownerId,
-  onSpent: () => wallet.refresh(),
+  onWallet: () => wallet.refresh(),
   els: {
     log: byId('chat-log'),
     form: byId('chat-form'),
