@@ -47,8 +47,9 @@ class _QueuedCycle(RequestResponseCycle):
     """uvicorn's request cycle with ``receive`` taking the body from a queue.
 
     Set as the cycle's class right after uvicorn made it (the ASGI task has not run
-    yet, so the application only ever sees this ``receive``); everything else,
-    including the answer to a disconnect, is uvicorn's.
+    yet, so the application only ever sees this ``receive``); everything else is
+    uvicorn's, but for one thing: the body that arrived before a disconnect is
+    handed over before the ``http.disconnect`` (uvicorn drops what it buffered).
     """
 
     queue: BodyQueue
@@ -63,7 +64,9 @@ class _QueuedCycle(RequestResponseCycle):
         # Every push and every end sets the event after changing the state read
         # below, so a cleared event with an empty queue means: nothing new yet.
         self.message_event.clear()
-        if self.disconnected or self.response_complete:
+        # What arrived before a disconnect is handed over first: a cut upload keeps
+        # every byte that reached us (up to a 1 MiB backlog can be queued by then).
+        if self.response_complete or (self.disconnected and not self.queue):
             return {"type": "http.disconnect"}
         body, resume = self.queue.pop()
         if resume:

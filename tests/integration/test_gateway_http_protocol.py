@@ -34,13 +34,16 @@ async def _echo_length(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def _echo_digest(scope: Any, receive: Any, send: Any) -> None:
-    """``/early`` answers before reading its body; anything else answers with the
-    body's sha256 and how many messages brought it; a disconnect is recorded."""
+    """``/early`` answers before reading its body, ``/slow`` reads it slowly; each
+    answers with the body's sha256 and how many messages brought it; at a
+    disconnect the sha256 of what came is recorded."""
     if scope["type"] != "http":
         return
     digest, messages = hashlib.sha256(), 0
     if scope["path"] != "/early":
         while True:
+            if scope["path"] == "/slow":  # the body queues up while this sleeps
+                await asyncio.sleep(0.005)
             message = await receive()
             if message["type"] == "http.disconnect":
                 DISCONNECTS.append(digest.hexdigest())
@@ -178,3 +181,22 @@ async def test_a_client_gone_mid_body_is_a_disconnect() -> None:
                 break
             await asyncio.sleep(0.01)
     assert len(DISCONNECTS) == 1
+
+
+async def test_what_arrived_before_a_disconnect_is_handed_over_first() -> None:
+    """3 MiB sent then the connection closed, read slowly: the bytes queued when the
+    close is seen still reach the application, then the disconnect (a cut tus PATCH
+    keeps all that arrived)."""
+    DISCONNECTS.clear()
+    sent = os.urandom(3 * 1024 * 1024)
+    async with _server(_echo_digest) as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_put("/slow", sent + b"never sent")[: -len(b"never sent")])
+        await writer.drain()
+        writer.close()
+        for _ in range(1000):
+            if DISCONNECTS:
+                break
+            await asyncio.sleep(0.01)
+    received = list(DISCONNECTS)
+    assert received == [hashlib.sha256(sent).hexdigest()]
