@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from websockets.asyncio.client import connect
 
 from common.nats_server import free_port
 from gateway.http_protocol import MAX_HEAD_BYTES, uvicorn_protocol_options
@@ -200,3 +201,28 @@ async def test_what_arrived_before_a_disconnect_is_handed_over_first() -> None:
             await asyncio.sleep(0.01)
     received = list(DISCONNECTS)
     assert received == [hashlib.sha256(sent).hexdigest()]
+
+
+async def _echo_websocket(scope: Any, receive: Any, send: Any) -> None:
+    """A WebSocket that echoes one text message; plain HTTP as in ``_echo_length``."""
+    if scope["type"] == "http":
+        await _echo_length(scope, receive, send)
+        return
+    if scope["type"] != "websocket":
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    message = await receive()
+    await send({"type": "websocket.send", "text": f"echo {message['text']}"})
+    await send({"type": "websocket.close", "code": 1000})
+
+
+async def test_a_websocket_upgrade_is_handed_over() -> None:
+    """An upgrade makes no request cycle: nothing of the body queue may touch it."""
+    async with (
+        _server(_echo_websocket) as port,
+        connect(f"ws://127.0.0.1:{port}/ws") as websocket,
+    ):
+        await websocket.send("hello")
+        reply = await asyncio.wait_for(websocket.recv(), timeout=10)
+    assert reply == "echo hello"
