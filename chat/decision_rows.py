@@ -35,7 +35,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import BindParameter
 
@@ -49,7 +48,7 @@ from chat.models import (
     OutcomeRow,
     UserStateRow,
 )
-from chat.sql import upsert
+from chat.sql import insert_ignore, upsert
 
 __all__ = [
     "Ban",
@@ -190,17 +189,16 @@ def _sender(fields: list[Any]) -> tuple[str, Sender]:
 async def lock_channel(
     conn: AsyncConnection, stream_id: str, senders: Collection[str] = ()
 ) -> tuple[Channel, frozenset[str], dict[str, Sender]]:
-    """The channel (created if new), locked until the transaction
-    ends; its banned words; and each of ``senders`` the chat component knows (one
-    without a ``chat_users`` row is left out: their decision looks it up alone)."""
+    """The channel (created if new), locked until the transaction ends; its banned
+    words; and each of ``senders`` the chat component knows (one without a
+    ``chat_users`` row is left out: their decision looks it up alone)."""
     statement = _READS[(_is_postgres(conn), bool(senders))]
     params: dict[str, Any] = {"sid": stream_id}
     if senders:
         params["users"] = list(senders)
     row = (await conn.execute(statement, params)).first()
     if row is None:  # new: create it (a concurrent creator wins), then lock it
-        table = cast(Table, ChannelRow.__table__)
-        await conn.execute(_insert_ignore(conn, table, ["stream_id"]), [new_channel(stream_id)])
+        await insert_ignore(conn, ChannelRow, new_channel(stream_id), ["stream_id"])
         row = (await conn.execute(statement, params)).first()
     assert row is not None
     mapping = row._mapping
@@ -210,18 +208,11 @@ async def lock_channel(
     return channel, words, found
 
 
-def _insert_ignore(conn: AsyncConnection, table: Table, keys: list[str]) -> Any:
-    if _is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=keys)
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=keys)
-
-
 # --- writing --------------------------------------------------------------------------
 
-_CHANNEL_UPDATE: Final = "stream_id text, last_offset bigint, cleared_offset bigint, " + (
-    "slow_mode_s integer, rate_burst integer, rate_per_s double precision, links text"
+_CHANNEL_UPDATE: Final = (
+    "stream_id text, last_offset bigint, cleared_offset bigint, slow_mode_s integer, "
+    "rate_burst integer, rate_per_s double precision, links text"
 )
 _STATE_COLUMNS: Final = (
     "stream_id text, user_id text, tokens double precision, tokens_at_ms bigint, "

@@ -12,8 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 
+def _dialect(executor: AsyncSession | AsyncConnection) -> str:
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
 async def insert_ignore(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     model: type[DeclarativeBase],
     values: Mapping[str, Any],
     keys: Sequence[str],
@@ -24,8 +30,7 @@ async def insert_ignore(
     waits for the winner's transaction, then does nothing).
     """
     table = cast(Table, model.__table__)
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
     stmt = insert(table).values(dict(values)).on_conflict_do_nothing(index_elements=list(keys))
     result = cast(CursorResult[Any], await session.execute(stmt))
     return result.rowcount == 1
@@ -40,7 +45,7 @@ async def upsert(
     columns: Sequence[str],
 ) -> None:
     """``INSERT … ON CONFLICT (keys) DO UPDATE SET`` each of ``columns`` to the new row's."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if _dialect(conn) == "postgresql" else sqlite_insert
     stmt = insert(table)
     await conn.execute(
         stmt.on_conflict_do_update(
