@@ -10,6 +10,8 @@ JetStream's duplicate window keeps one; gateways also drop a window they have se
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, cast
@@ -29,6 +31,12 @@ log = get_logger(__name__)
 WINDOW_MS: Final = 1000
 GRACE_MS: Final = 500
 FLUSH_EVERY_S: Final = 0.2
+# With no effect counted here lately, look less often: windows another worker counted
+# are its own to flush (this is the backstop if it died), and an idle platform should
+# not query its database five times a second per worker.
+IDLE_FLUSH_EVERY_S: Final = 2.0
+# After an effect is counted, look often until its window is due (window + grace).
+BUSY_FOR_S: Final = (WINDOW_MS + GRACE_MS) / 1000 + 1.0
 KEEP_MS: Final = 3600 * 1000
 Counts = Mapping[str, int]  # emoji → how many
 _NAMESPACE: Final = uuid.UUID("8b6c1f0e-6f4a-4c52-9d1e-2f61a1c0e7a5")
@@ -158,6 +166,8 @@ class EffectFlusher:
         self._publish = publish
         self._clock_ms = clock_ms
         self._task: asyncio.Task[None] | None = None
+        self._busy_until = 0.0
+        self._wake = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -165,6 +175,11 @@ class EffectFlusher:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+
+    def counted(self) -> None:
+        """An effect was just counted here: flush often until its window is out."""
+        self._busy_until = time.monotonic() + BUSY_FOR_S
+        self._wake.set()
 
     async def flush_once(self) -> int:
         now = self._clock_ms()
@@ -186,7 +201,16 @@ class EffectFlusher:
                 if _cancelling():
                     raise asyncio.CancelledError from None
                 log.exception("effect flush failed")
-            await asyncio.sleep(FLUSH_EVERY_S)
+            busy = time.monotonic() < self._busy_until
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), FLUSH_EVERY_S if busy else IDLE_FLUSH_EVERY_S
+                )
+            if not busy:
+                # Woken from idle by a count: that window closes in a second at the
+                # earliest; from here on, the busy pace.
+                await asyncio.sleep(FLUSH_EVERY_S)
 
 
 def _cancelling() -> bool:

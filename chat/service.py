@@ -30,7 +30,7 @@ from chat.sql import insert_ignore
 from chat.stages import STAGES
 from common.logs import get_logger
 from common.settings import Settings
-from events.catalog import ChatMessage, ChatTopup, UserRegistered
+from events.catalog import ChatAccepted, ChatMessage, ChatTopup, UserRegistered
 from events.chat_queries import HistoryPage, HistoryQuery, WalletQuery, WalletView
 from events.consumer import run_once
 from events.envelope import Event
@@ -81,6 +81,8 @@ class ChatService:
     async def on_message(self, message: ChatMessage) -> None:
         events = await self.batcher.decide(message)
         self.decided += 1
+        if any(isinstance(e, ChatAccepted) and e.effects for e in events):
+            self.flusher.counted()
         started = time.monotonic()
         for event in events:
             await self._publish(event)
