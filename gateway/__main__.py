@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from typing import Final
 
@@ -21,11 +22,22 @@ import uvicorn
 from common.db import migrate
 from common.logs import configure_logging, get_logger
 from common.settings import Settings, SettingsError, get_settings
+from gateway.gc_tuning import tune_gc
 from gateway.malloc_tuning import tune_malloc
 
 GRACEFUL_S: Final = 10
 # Idle keep-alive connections are closed after this (behind a proxy: below its own).
 KEEPALIVE_S: Final = 20
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server; once the lifespan has run, the collector is tuned
+    (gateway/gc_tuning.py): what start-up made is frozen then."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            tune_gc()
 
 
 def build_server(settings: Settings) -> uvicorn.Server:
@@ -52,7 +64,7 @@ def build_server(settings: Settings) -> uvicorn.Server:
         ws_max_size=settings.chat_ws_max_frame_bytes,
         ws_per_message_deflate=False,  # deflate would compress each frame once per socket
     )
-    return uvicorn.Server(config)
+    return GatewayServer(config)
 
 
 def main(argv: list[str] | None = None) -> int:
