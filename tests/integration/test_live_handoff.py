@@ -72,6 +72,7 @@ from tests.integration.llhls_checks import (
 from tests.integration.test_live_reconnect import (
     DEADLINE_S,
     FRAME_S,
+    WINDOW_S,
     Live,
     add_channel,
     check_ended_broadcast,
@@ -207,7 +208,7 @@ async def check_one_broadcast(
 async def test_a_reconnect_to_another_ingest_continues_the_broadcast(
     make_pair: Callable[[float], Awaitable[tuple[Live, Live]]],
 ) -> None:
-    a, b = await make_pair(60.0)
+    a, b = await make_pair(WINDOW_S)
     stream_id, key = await add_channel(a)
     await until(lambda: b.server.keys.lookup(hash_key(key)), "the key reached B")
     first = await ffmpeg(a.url(key), seconds=30)
@@ -218,7 +219,7 @@ async def test_a_reconnect_to_another_ingest_continues_the_broadcast(
     await until(lambda: lingering(a.js, stream_id), "A shares the lingering broadcast")
 
     second = await ffmpeg(b.url(key), seconds=4)
-    await stop(second, kill=False)  # a clean unpublish: the broadcast ends at once
+    await stop(second, kill=False)  # a clean unpublish ends it at once (a reset: WINDOW_S)
     await asyncio.wait_for(b.packaging.wait_ended(stream_id, DEADLINE_S), DEADLINE_S)
     await check_one_broadcast(b, stream_id, min_duration_s=5.0)
     # A heard B took it over: no timer, nothing left to end there.
@@ -230,7 +231,7 @@ async def test_a_reconnect_to_the_same_ingest_still_continues_the_broadcast(
     make_pair: Callable[[float], Awaitable[tuple[Live, Live]]],
 ) -> None:
     """The hand-off path with the reconnect back on A: A claims its own record."""
-    a, b = await make_pair(60.0)
+    a, b = await make_pair(WINDOW_S)
     stream_id, key = await add_channel(a)
     first = await ffmpeg(a.url(key), seconds=30)
     try:
@@ -251,7 +252,7 @@ async def test_a_half_open_publisher_on_another_ingest_is_replaced(
 ) -> None:
     """The encoder's network dropped but A never saw it: its reconnect lands on B,
     which asks A to drop the silent connection and continues the broadcast."""
-    a, b = await make_pair(60.0)
+    a, b = await make_pair(WINDOW_S)
     stream_id, key = await add_channel(a)
     await until(lambda: b.server.keys.lookup(hash_key(key)), "the key reached B")
     frozen = await ffmpeg(a.url(key), seconds=30)
