@@ -206,7 +206,10 @@ async def test_same_job_twice_writes_the_same_keys(
     second, _ = await _run(job_settings, "clip-2", SOURCE_KEY)
     keys_second = sorted([info.key async for info in store.list("vod/clip-2/")])
     assert keys_first == keys_second
-    assert first == second  # x264 is deterministic: the same bytes, the same bandwidths
+    # x264 is deterministic: the same bytes, the same bandwidths. (Once in many CI runs
+    # the two differed under load; which field did is what the message shows.)
+    differing = [f for f in first.__struct_fields__ if getattr(first, f) != getattr(second, f)]
+    assert not differing, {f: (getattr(first, f), getattr(second, f)) for f in differing}
 
 
 @pytest.mark.parametrize("store", ["local"], indirect=True)
