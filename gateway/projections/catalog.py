@@ -72,11 +72,19 @@ PROJECTION: Final = "gateway_catalog"
 
 @dataclass(frozen=True)
 class Feed:
-    """One stream the projection reads (all of it: see ``_reader.py``, "One filter at
-    most"), and the subject prefixes of the events it folds; the rest is skipped."""
+    """One stream the projection reads, and the subject prefixes of the events it
+    folds; the rest is skipped."""
 
     stream: str
     prefixes: tuple[str, ...]
+
+    @property
+    def subject(self) -> str | None:
+        """The reader's filter: the one prefix folded, else none (``_reader.py``, "One
+        filter at most"). UPLOADS is mostly ``chunk.uploaded``, one per durable tus
+        chunk, dozens a second during an upload: read unfiltered, each cost a
+        transaction that only moved the checkpoint, on the uploading gateway's loop."""
+        return self.prefixes[0] + ">" if len(self.prefixes) == 1 else None
 
 
 def _feeds() -> tuple[Feed, ...]:
@@ -265,7 +273,7 @@ class CatalogProjector:
                         reader = LogReader(
                             self._js,
                             feed.stream,
-                            None,
+                            feed.subject,
                             start_seq=prev + 1,
                             batch_size=self._batch_size,
                             idle_timeout_s=self._idle_timeout_s,
@@ -335,7 +343,7 @@ async def _replay(
     reader = LogReader(
         js,
         feed.stream,
-        None,
+        feed.subject,
         batch_size=batch_size,
         idle_timeout_s=1.0,
     )
