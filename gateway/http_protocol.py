@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
+import httptools
 from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from gateway.http_body_queue import BodyQueue
+from gateway.http_socket_body import EXTENSION, SocketBody
 
 __all__ = ["MAX_HEAD_BYTES", "GatewayHttpProtocol"]
 
@@ -53,6 +55,9 @@ class _QueuedCycle(RequestResponseCycle):
     """
 
     queue: BodyQueue
+    parsed: int  # body bytes llhttp has handed over so far
+    length: int | None  # Content-Length; None for a chunked body
+    claimed_keep_alive: bool | None  # while the socket is claimed: keep_alive before
 
     async def receive(self) -> ASGIReceiveEvent:
         if self.waiting_for_100_continue and not self.transport.is_closing():
@@ -105,6 +110,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle.__class__ = _QueuedCycle
         assert isinstance(cycle, _QueuedCycle)
         cycle.queue = BodyQueue()
+        cycle.parsed = 0
+        cycle.claimed_keep_alive = None
+        cycle.length = _content_length(self.headers)
+        if cycle.length is not None:
+            extensions: dict[str, Any] = cycle.scope.setdefault("extensions", {})
+            extensions[EXTENSION] = SocketBody(self, cycle.length)
 
     def on_body(self, body: bytes) -> None:
         # uvicorn's checks: a body beside a WebSocket upgrade, or after the answer,
@@ -115,6 +126,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         assert isinstance(cycle, _QueuedCycle)
+        cycle.parsed += len(body)
         if cycle.queue.push(body):
             self.flow.pause_reading()
         cycle.message_event.set()
@@ -124,6 +136,63 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._ended_in_read = True
+
+    # -- the socket body (gateway/http_socket_body.py) ------------------------------
+
+    def claim_socket_body(self, length: int) -> tuple[list[bytes], int, int] | None:
+        cycle = self.cycle
+        if (
+            not isinstance(cycle, _QueuedCycle)
+            or cycle.length != length
+            or not cycle.more_body
+            or cycle.disconnected
+            or cycle.response_complete
+            or cycle.claimed_keep_alive is not None
+            or self.parser is None
+            or self.transport.is_closing()
+        ):
+            return None
+        self.flow.pause_reading()
+        if cycle.waiting_for_100_continue:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        queued: list[bytes] = []
+        while cycle.queue:
+            queued.append(cycle.queue.pop()[0])
+        # Until the body is read to its end the parser is out of step with the
+        # socket: an answer before that must close the connection.
+        cycle.claimed_keep_alive = cycle.keep_alive
+        cycle.keep_alive = False
+        fd: int = self.transport.get_extra_info("socket").fileno()
+        return queued, length - cycle.parsed, fd
+
+    def release_socket_body(self, *, complete: bool) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, _QueuedCycle) or cycle.claimed_keep_alive is None:
+            return
+        if not complete or self.parser is None or self.transport.is_closing():
+            return  # keep_alive stays off: the answer closes the connection
+        if cycle.response_complete:  # answered (and closed) before the body ended
+            return
+        cycle.keep_alive = cycle.claimed_keep_alive
+        # The old parser still waits for the bytes the thread read: a new one, set up
+        # as uvicorn sets up its own, starts at the next request.
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.on_message_complete()
+        self.flow.resume_reading()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The body's length when it has one (llhttp refused a malformed or doubled
+    Content-Length, or one beside Transfer-Encoding, before the head completed)."""
+    length: int | None = None
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            length = int(value)
+    return length
 
 
 def uvicorn_protocol_options() -> dict[str, Any]:

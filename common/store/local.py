@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -153,10 +154,11 @@ class LocalStore(ObjectStore):
 
         handle, tmp = await _run(open_checked)
         appender = open_appender(handle, tmp, STREAM_BUFFER)
-        # The blocking step on its way (a full buffer's write, then the finish). Always
-        # awaited through a shield: a cancelled caller must not close the file under
-        # a thread still writing to it, nor strand the temp file once every byte is in.
-        writing: asyncio.Future[Any] | None = None
+        # The blocking steps on their way (full buffers' writes, then the finish).
+        # Always awaited through a shield: a cancelled caller must not close the file
+        # under a thread still writing to it, nor strand the temp file once every byte
+        # is in.
+        writing: deque[asyncio.Future[Any]] = deque()
         try:
             total = 0
             async for chunk in aiter_body(data):
@@ -168,11 +170,13 @@ class LocalStore(ObjectStore):
                 while view:
                     view = view[appender.fill(view) :]
                     if appender.full:
-                        if writing is not None:
-                            await asyncio.shield(writing)
-                        writing = asyncio.ensure_future(_run(appender.take_full()))
-            if writing is not None:
-                await asyncio.shield(writing)
+                        while len(writing) >= appender.max_in_flight:
+                            await asyncio.shield(writing[0])  # popped once it is done
+                            writing.popleft()
+                        writing.append(asyncio.ensure_future(_run(appender.take_full())))
+            while writing:
+                await asyncio.shield(writing[0])
+                writing.popleft()
             check_length(key, length, total)
 
             def finish() -> T:
@@ -180,11 +184,10 @@ class LocalStore(ObjectStore):
                 fs.finish_temp(handle)
                 return publish(tmp)
 
-            writing = asyncio.ensure_future(_run(finish))
-            published: T = await asyncio.shield(writing)
+            writing.append(asyncio.ensure_future(_run(finish)))
+            published: T = await asyncio.shield(writing[0])
         except BaseException:
-            if writing is not None:
-                await asyncio.gather(writing, return_exceptions=True)
+            await asyncio.gather(*writing, return_exceptions=True)
             appender.close()
             await _run(lambda: fs.discard_temp(handle, tmp))
             raise

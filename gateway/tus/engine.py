@@ -44,6 +44,7 @@ from common.store import UploadNotFound as StoreUploadNotFound
 from events.catalog import ChunkUploaded, UploadCreated, UploadRejected
 from events.envelope import new_event_id
 from events.publisher import EventPublisher, PublishError
+from gateway.http_socket_body import DirectBody, SocketBody
 from gateway.tus.body import BodyInterrupted, Receive, read_body
 from gateway.tus.chunks import ChunkWriter, DurableState, WriteResult, load_state, part_sizes
 from gateway.tus.errors import (
@@ -304,7 +305,12 @@ class UploadEngine:
     # -- appending --------------------------------------------------------------------
 
     async def append(
-        self, user_id: str, upload_id: str, request: PatchRequest, receive: Receive
+        self,
+        user_id: str,
+        upload_id: str,
+        request: PatchRequest,
+        receive: Receive,
+        socket: SocketBody | None = None,
     ) -> AppendResult:
         """tus PATCH: append the body at ``request.offset`` under the upload's lock.
 
@@ -312,7 +318,27 @@ class UploadEngine:
         the last is answered once its bytes are durable and hands the lock to the next
         PATCH (settling.py); the last publishes its event and releases the lock (one
         commit) before its answer.
+
+        Where the server offers the ``socket``, a big body is claimed first: its thread
+        reads the client's bytes while the lock, the state and the store's file are
+        made ready. Until then only the parser's 1 MiB backlog is read, and the client,
+        on a fresh connection with a small receive window, waited meanwhile.
         """
+        direct = socket.claim(self.settings.tus_read_timeout_s) if socket is not None else None
+        try:
+            return await self._append(user_id, upload_id, request, receive, direct)
+        finally:
+            if direct is not None:
+                direct.release()  # before the answer: the connection's next request
+
+    async def _append(
+        self,
+        user_id: str,
+        upload_id: str,
+        request: PatchRequest,
+        receive: Receive,
+        direct: DirectBody | None,
+    ) -> AppendResult:
         lease_s = self.settings.tus_lock_lease_s
         stages = _Stages()
         parked = self._settling.adopt(upload_id, user_id)
@@ -348,7 +374,10 @@ class UploadEngine:
                 row = await self._declare_length(row, request.length, state.offset)
             bound = row.length if row.length is not None else self.max_size
             body = read_body(
-                receive, limit=bound - state.offset, timeout_s=self.settings.tus_read_timeout_s
+                receive,
+                limit=bound - state.offset,
+                timeout_s=self.settings.tus_read_timeout_s,
+                direct=direct,
             )
             result = await self._write(row, state, body, request, lease.check)
             stages.mark("write")

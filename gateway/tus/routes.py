@@ -27,6 +27,7 @@ from litestar.params import FromPath
 
 from gateway.auth.dependencies import REQUIRES_AUTH, CurrentUserDep
 from gateway.errors import UnavailableError, exception_handlers, problem_response
+from gateway.http_socket_body import offered_socket_body
 from gateway.tus import protocol
 from gateway.tus.engine import AppendResult, UploadEngine
 from gateway.tus.errors import BadRequest, RequestTimeout, TusError
@@ -116,7 +117,11 @@ async def tus_create(
         patch_request = protocol.PatchRequest(offset=0, length=None, checksum=create.checksum)
         try:
             result = await tus.append(
-                current_user.user_id, upload.id, patch_request, request.receive
+                current_user.user_id,
+                upload.id,
+                patch_request,
+                request.receive,
+                offered_socket_body(request.scope),
             )
             _patch_response(result)  # raises 408 for a stalled body
         except TusError as exc:
@@ -154,7 +159,11 @@ async def _do_patch(
 ) -> Response[None]:
     patch_request = protocol.parse_patch(request.headers, max_size=tus.max_size)
     result = await tus.append(
-        current_user.user_id, protocol.parse_upload_id(upload_id), patch_request, request.receive
+        current_user.user_id,
+        protocol.parse_upload_id(upload_id),
+        patch_request,
+        request.receive,
+        offered_socket_body(request.scope),
     )
     return _patch_response(result)
 

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.auth.dependencies import REQUIRES_AUTH, CurrentUserDep
 from gateway.errors import problem_response
+from gateway.http_socket_body import offered_socket_body
 from gateway.services import ServicesDep
 from gateway.tus import protocol
 from gateway.tus.checksum import parse_checksum
@@ -168,7 +169,13 @@ async def upload_chunk(
         length=None,
         checksum=parse_checksum(request.headers.get("upload-checksum")),
     )
-    result = await tus.append(current_user.user_id, upload_id, patch_request, request.receive)
+    result = await tus.append(
+        current_user.user_id,
+        upload_id,
+        patch_request,
+        request.receive,
+        offered_socket_body(request.scope),
+    )
     if result.interrupted is not None and result.interrupted.reason == "timeout":
         raise RequestTimeout(f"no data for a while; the upload is at {result.offset}")
     return ChunkResponse(

@@ -1,0 +1,239 @@
+"""A big body read straight from the socket (gateway/http_socket_body.py), through the
+gateway's real HTTP protocol: whole, in order, with the connection usable afterwards,
+and with the same interruptions as the usual path (a cut, a reset, a silence)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from common.nats_server import free_port
+from gateway.http_protocol import uvicorn_protocol_options
+from gateway.http_socket_body import READ_SIZE, offered_socket_body
+from gateway.tus.body import BodyInterrupted, read_body
+
+MiB = 1024 * 1024
+# The most one asyncio read (and so one llhttp chunk) brings: bigger chunks came
+# from the socket reader.
+LOOP_READ = 256 * 1024
+LIMITED = 5 * MiB // 2
+
+
+@dataclass
+class Seen:
+    received: int
+    digest: str
+    largest_chunk: int
+    interrupted: tuple[str, int] | None  # why, and how many bytes the reader said came
+
+
+SEEN: list[Seen] = []
+
+
+async def _digest_app(scope: Any, receive: Any, send: Any) -> None:
+    """Reads the body as the tus engine does and answers its sha256. ``/limited``
+    takes at most LIMITED bytes, ``/silent`` gives up after 0.5 s without a byte."""
+    if scope["type"] != "http":
+        return
+    limit = LIMITED if scope["path"] == "/limited" else 1 << 40
+    timeout_s = 0.5 if scope["path"] == "/silent" else 20.0
+    digest, received, largest, interrupted = hashlib.sha256(), 0, 0, None
+    socket_body = offered_socket_body(scope)
+    direct = socket_body.claim(timeout_s) if socket_body is not None else None
+    try:
+        body = read_body(receive, limit=limit, timeout_s=timeout_s, direct=direct)
+        async for chunk in body:
+            digest.update(chunk)
+            received += len(chunk)
+            largest = max(largest, len(chunk))
+    except BodyInterrupted as exc:
+        interrupted = (exc.reason, exc.received)
+    finally:
+        if direct is not None:
+            direct.release()
+    SEEN.append(Seen(received, digest.hexdigest(), largest, interrupted))
+    answer = digest.hexdigest().encode()
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+@contextlib.asynccontextmanager
+async def _server() -> AsyncIterator[int]:
+    SEEN.clear()
+    port = free_port()
+    config = uvicorn.Config(
+        _digest_app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        **uvicorn_protocol_options(),
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn exited during start-up"
+            await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+def _put(path: str, length: int, *extra: bytes) -> bytes:
+    head = b"PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % (path.encode(), length)
+    return head + b"".join(extra) + b"\r\n"
+
+
+GET_AND_CLOSE = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+async def _answers(reader: asyncio.StreamReader) -> list[bytes]:
+    """Every answer's body until the server closes the connection."""
+    data = await asyncio.wait_for(reader.read(), timeout=20)
+    return [part.split(b"\r\n\r\n", 1)[1] for part in data.split(b"HTTP/1.1 200 OK")[1:]]
+
+
+async def _wait_seen(count: int) -> None:
+    for _ in range(2000):
+        if len(SEEN) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the application saw {len(SEEN)} bodies, not {count}")
+
+
+async def test_a_big_body_comes_from_the_socket_and_the_next_requests_are_served() -> None:
+    """Two big bodies one after the other on one connection, then a pipelined GET in
+    the same write as the second body: each arrives whole, the parser starts again
+    right after each, and a small body still goes through the loop."""
+    bodies = [os.urandom(6 * MiB + 123), os.urandom(3 * MiB)]
+    async with _server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_put("/", len(bodies[0])) + bodies[0])
+            await writer.drain()
+            await _wait_seen(1)
+            writer.write(_put("/", len(bodies[1])) + bodies[1] + GET_AND_CLOSE)
+            await writer.drain()
+            answers = await _answers(reader)
+        finally:
+            writer.close()
+    expected = [hashlib.sha256(body).hexdigest().encode() for body in bodies]
+    assert answers == [*expected, hashlib.sha256().hexdigest().encode()]
+    assert [seen.received for seen in SEEN] == [len(bodies[0]), len(bodies[1]), 0]
+    # Read by the socket's thread: chunks of up to READ_SIZE, more than a loop read.
+    assert LOOP_READ < SEEN[0].largest_chunk <= READ_SIZE
+    assert LOOP_READ < SEEN[1].largest_chunk <= READ_SIZE
+
+
+async def test_expect_100_continue_is_answered_when_the_socket_is_claimed() -> None:
+    body = os.urandom(3 * MiB)
+    async with _server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_put("/", len(body), b"Expect: 100-continue\r\nConnection: close\r\n"))
+            interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            writer.write(body)
+            answers = await _answers(reader)
+        finally:
+            writer.close()
+    assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+    assert answers == [hashlib.sha256(body).hexdigest().encode()]
+
+
+async def test_a_cut_body_is_a_disconnect_that_keeps_every_byte_sent() -> None:
+    sent = os.urandom(3 * MiB + 5)
+    async with _server() as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_put("/", 9 * MiB) + sent)
+        await writer.drain()
+        writer.close()
+        await _wait_seen(1)
+    assert [
+        Seen(
+            len(sent),
+            hashlib.sha256(sent).hexdigest(),
+            SEEN[0].largest_chunk,
+            ("disconnect", len(sent)),
+        )
+    ] == SEEN
+
+
+async def test_a_reset_connection_is_a_disconnect() -> None:
+    async with _server() as port:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_put("/", 9 * MiB) + os.urandom(3 * MiB))
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        sock = writer.get_extra_info("socket")
+        # SO_LINGER 0: close sends a reset instead of a FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+        await _wait_seen(1)
+    assert SEEN[0].interrupted == ("disconnect", SEEN[0].received)
+    assert SEEN[0].received <= 3 * MiB
+
+
+async def test_a_silent_client_times_out_with_what_came_and_is_then_closed() -> None:
+    sent = os.urandom(3 * MiB)
+    async with _server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_put("/silent", 9 * MiB) + sent)
+            await writer.drain()
+            # The answer comes after the timeout, and the connection closes: what the
+            # client may still send can no longer be told apart from a request.
+            answers = await _answers(reader)
+        finally:
+            writer.close()
+    assert [
+        Seen(
+            len(sent),
+            hashlib.sha256(sent).hexdigest(),
+            SEEN[0].largest_chunk,
+            ("timeout", len(sent)),
+        )
+    ] == SEEN
+    assert answers == [hashlib.sha256(sent).hexdigest().encode()]
+
+
+async def test_a_body_longer_than_wanted_is_cut_and_the_connection_closed() -> None:
+    """The rest of the body is read and dropped, so the close is a FIN, not a reset
+    that could cost the client its answer."""
+    body = os.urandom(4 * MiB)
+    async with _server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            # No Connection: close, yet the server closes after its answer.
+            writer.write(_put("/limited", len(body)) + body)
+            await writer.drain()
+            answers = await _answers(reader)
+        finally:
+            writer.close()
+    assert answers == [hashlib.sha256(body[:LIMITED]).hexdigest().encode()]
+    assert [seen.received for seen in SEEN] == [LIMITED]
+
+
+async def test_a_small_body_goes_through_the_loop() -> None:
+    body = os.urandom(MiB)
+    async with _server() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(_put("/", len(body), b"Connection: close\r\n") + body)
+            answers = await _answers(reader)
+        finally:
+            writer.close()
+    assert answers == [hashlib.sha256(body).hexdigest().encode()]
+    assert SEEN[0].largest_chunk <= LOOP_READ
