@@ -63,8 +63,10 @@ async def _upsert(
     offset: int = 0,
     fill: dict[str, Any] | None = None,
     final: dict[str, Any] | None = None,
+    expires_at: dt.datetime | None = None,
 ) -> None:
-    """Insert the row, or move the existing one forward (never back)."""
+    """Insert the row, or move the existing one forward (never back): one statement,
+    as ``chunk.uploaded`` comes for every durable chunk of every upload."""
     fill = fill or {}
     final = final or {}
     values: dict[str, Any] = {
@@ -89,6 +91,13 @@ async def _upsert(
         ),
         "updated_at": literal(at, UtcDateTime()),
     }
+    if expires_at is not None:  # only ever later
+        values["expires_at"] = expires_at
+        later = literal(expires_at, UtcDateTime())
+        changes["expires_at"] = case(
+            (current.expires_at.is_(None) | (current.expires_at < later), later),
+            else_=current.expires_at,
+        )
     # Identity fields (from upload.created) fill what a placeholder left empty.
     for name, value in fill.items():
         column = current[name]
@@ -110,14 +119,21 @@ async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: f
             "filename": event.filename,
             "title": event.title,
         }
-        await _upsert(session, event.upload_id, state=StatusState.UPLOADING, at=at, fill=fill)
-        if event.expires_at is not None:
-            await _set_expiry(session, event.upload_id, event.expires_at)
+        await _upsert(
+            session,
+            event.upload_id,
+            state=StatusState.UPLOADING,
+            at=at,
+            fill=fill,
+            expires_at=event.expires_at,
+        )
     elif isinstance(event, ChunkUploaded):
         state = StatusState.PROCESSING if event.complete else StatusState.UPLOADING
         end = event.offset + event.length
-        await _upsert(session, event.upload_id, state=state, at=at, offset=end)
-        await _set_expiry(session, event.upload_id, at + dt.timedelta(seconds=expiry_s))
+        expires_at = at + dt.timedelta(seconds=expiry_s)
+        await _upsert(
+            session, event.upload_id, state=state, at=at, offset=end, expires_at=expires_at
+        )
     elif isinstance(event, UploadCompleted):
         await _upsert(
             session,
@@ -148,14 +164,6 @@ async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: f
             fill={"user_id": event.user_id, "size": event.size},
             final={"reason_code": "expired", "reason": "the upload was not finished in time"},
         )
-
-
-async def _set_expiry(session: AsyncSession, upload_id: str, expires_at: dt.datetime) -> None:
-    current = _TABLE.c
-    later = (current.expires_at.is_(None)) | (current.expires_at < expires_at)
-    await session.execute(
-        _TABLE.update().where(current.upload_id == upload_id, later).values(expires_at=expires_at)
-    )
 
 
 StatusContext = Callable[[], tuple[async_sessionmaker[AsyncSession], float]]

@@ -56,13 +56,15 @@ async def fold(engine: AsyncEngine, events: list[Event]) -> tuple[object, ...]:
     assert row is not None
     return (
         row.user_id, row.state, row.size, row.offset, row.filename, row.title,
-        row.video_id, row.reason_code, row.reason,
+        row.video_id, row.reason_code, row.reason, row.expires_at,
     )  # fmt: skip
 
 
 async def test_any_order_and_repeats_give_the_same_row(db_engine: AsyncEngine) -> None:
     events = happy_path()
-    expected = ("u1", "ready", 10, 10, "a.mp4", "A", "v1", "", "")
+    # The expiry only moves later: the creation's day, not a chunk's hour after it.
+    expires = T0 + timedelta(days=1)
+    expected = ("u1", "ready", 10, 10, "a.mp4", "A", "v1", "", "", expires)
     for order in itertools.permutations(events):
         assert await fold(db_engine, [*order, *order]) == expected
 
@@ -73,6 +75,6 @@ async def test_the_first_final_state_wins(db_engine: AsyncEngine) -> None:
     expired = UploadExpired(upload_id=UPLOAD, user_id="u1", offset=3, size=10)
     row = await fold(db_engine, [created, rejected, expired])
     assert row[1:4] == ("rejected", 10, 3)
-    assert row[7:] == ("not_media", "Nope.")
+    assert row[7:9] == ("not_media", "Nope.")
     cancelled = UploadRejected(upload_id=UPLOAD, user_id="u1", code="cancelled", reason="x")
     assert (await fold(db_engine, [cancelled, created]))[1] == "cancelled"
