@@ -31,10 +31,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Protocol
 
-__all__ = ["EXTENSION", "READ_SIZE", "DirectBody", "SocketBody", "offered_socket_body"]
+__all__ = [
+    "EXTENSION",
+    "READ_SIZE",
+    "DirectBody",
+    "SocketBody",
+    "claimed_bodies",
+    "offered_socket_body",
+]
 
 # The ASGI scope extension under which the protocol offers the socket.
 EXTENSION: Final = "videopick.socket_body"
@@ -44,24 +50,18 @@ EXTENSION: Final = "videopick.socket_body"
 READ_SIZE: Final = 1024 * 1024
 # Bodies shorter than this are not worth a thread: the loop reads them as usual.
 MIN_DIRECT: Final = 2 * READ_SIZE
-# Threads blocked on clients at once; past this, bodies go through the loop as usual
-# (a silent client holds its thread for the read timeout).
+# Bodies claimed at once, a thread each; past this, bodies go through the loop as
+# usual (a silent client holds its thread for the read timeout).
 MAX_READERS: Final = 64
 # Reads the thread may be ahead of the handler (READ_SIZE each).
 READ_AHEAD: Final = 4
 _POLL_EVENTS: Final = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
-class _Readers:
-    """The threads that wait on clients, and how many bodies are claimed (changed on
-    the event loop only)."""
+class _Claims:
+    """How many bodies are claimed and not released (changed on the event loop only)."""
 
-    def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=MAX_READERS, thread_name_prefix="socket-body")
-        self.active = 0
-
-
-_READERS: Final = _Readers()
+    active = 0
 
 
 class BodyHost(Protocol):
@@ -92,19 +92,24 @@ class SocketBody:
         """The body, read on a thread, which gives up after ``timeout_s`` seconds
         without a byte; None when the usual ``receive`` should be used (a small body,
         too many readers, or the request is over already)."""
-        if self._claimed or self.length < MIN_DIRECT or _READERS.active >= MAX_READERS:
+        if self._claimed or self.length < MIN_DIRECT or _Claims.active >= MAX_READERS:
             return None
         claimed = self._host.claim_socket_body(self.length)
         if claimed is None:
             return None
         self._claimed = True
         queued, remaining, fd = claimed
-        _READERS.active += 1
+        _Claims.active += 1
         return DirectBody(queued, remaining, os.dup(fd), timeout_s, self._release)
 
     def _release(self, complete: bool) -> None:
-        _READERS.active -= 1
+        _Claims.active -= 1
         self._host.release_socket_body(complete=complete)
+
+
+def claimed_bodies() -> int:
+    """Bodies claimed and not yet released, in this process."""
+    return _Claims.active
 
 
 def offered_socket_body(scope: Any) -> SocketBody | None:
@@ -141,7 +146,12 @@ class DirectBody:
         self._pumping = remaining > 0
         self._released = False
         if self._pumping:
-            self._loop.run_in_executor(_READERS.pool, self._pump, remaining)
+            # A daemon thread of its own: one blocked on a silent client must not hold
+            # up the process's exit (a pool's threads are joined at exit).
+            reader = threading.Thread(
+                target=self._pump, args=(remaining,), name="socket-body", daemon=True
+            )
+            reader.start()
 
     async def read(self) -> bytes:
         """The next chunk of the body (b"" once it is all read).

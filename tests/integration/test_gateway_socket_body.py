@@ -18,7 +18,7 @@ import uvicorn
 
 from common.nats_server import free_port
 from gateway.http_protocol import uvicorn_protocol_options
-from gateway.http_socket_body import READ_SIZE, offered_socket_body
+from gateway.http_socket_body import READ_SIZE, claimed_bodies, offered_socket_body
 from gateway.tus.body import BodyInterrupted, read_body
 
 MiB = 1024 * 1024
@@ -90,6 +90,7 @@ async def _server() -> AsyncIterator[int]:
     finally:
         server.should_exit = True
         await task
+    assert claimed_bodies() == 0, "a claimed body was never released"
 
 
 def _put(path: str, length: int, *extra: bytes) -> bytes:
