@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 from common.store import _localfs as fs
-from common.store._appender import copy_all, open_appender
+from common.store._appender import Appender, copy_all, open_appender
 from common.store.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONTENT_TYPE,
@@ -61,6 +61,8 @@ T = TypeVar("T")
 # buffer is written after its last byte, before the answer, so it is smaller than
 # an assembly's: 1 MiB beat 2 MiB on tus PATCHes of 8 MiB (~1 ms less per chunk).
 STREAM_BUFFER = 1024 * 1024
+# A streamed body's first bytes held (as they came) while its temp file is opened.
+OPEN_BACKLOG = 4 * 1024 * 1024
 WRITE_BUFFER = 2 * 1024 * 1024
 MULTIPART_DIR = ".multipart"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
@@ -69,6 +71,83 @@ _PART_NAME = re.compile(r"part-(\d{5})")
 
 async def _run(fn: Callable[[], T]) -> T:
     return await asyncio.to_thread(fn)
+
+
+class _TempStream:
+    """A temp file being streamed into, for :meth:`LocalStore._stream_to_temp`.
+
+    The file is opened on a thread while the first chunks wait as they came; full
+    buffers are written on threads, up to the appender's ``max_in_flight`` at once.
+    Every blocking step is awaited through a shield: a cancelled caller must not close
+    the file under a thread still writing to it, nor strand the temp file once every
+    byte is in.
+    """
+
+    def __init__(self, opening: asyncio.Future[tuple[BinaryIO, Path, Appender]]) -> None:
+        self._opening = opening
+        self._opened: tuple[BinaryIO, Path, Appender] | None = None
+        self._backlog: list[bytes] = []
+        self._backlog_size = 0
+        self._steps: deque[asyncio.Future[Any]] = deque()
+
+    async def add(self, chunk: bytes) -> None:
+        if self._opened is None:
+            self._backlog.append(chunk)
+            self._backlog_size += len(chunk)
+            if not self._opening.done() and self._backlog_size < OPEN_BACKLOG:
+                return
+            await self._open()
+        else:
+            await self._fill(chunk)
+
+    async def written(self) -> None:
+        """Until every byte added is in the file (all but the unaligned tail)."""
+        if self._opened is None:
+            await self._open()
+        while self._steps:
+            await asyncio.shield(self._steps[0])
+            self._steps.popleft()
+
+    async def finish(self, publish: Callable[[Path], T]) -> T:
+        assert self._opened is not None
+        handle, tmp, appender = self._opened
+
+        def finish() -> T:
+            appender.finish()
+            fs.finish_temp(handle)
+            return publish(tmp)
+
+        self._steps.append(asyncio.ensure_future(_run(finish)))
+        published: T = await asyncio.shield(self._steps[0])
+        appender.close()
+        return published
+
+    async def discard(self) -> None:
+        opening = self._opening
+        await asyncio.gather(opening, *self._steps, return_exceptions=True)
+        if opening.cancelled() or opening.exception() is not None:
+            return
+        handle, tmp, appender = opening.result()
+        appender.close()
+        await _run(lambda: fs.discard_temp(handle, tmp))
+
+    async def _open(self) -> None:
+        self._opened = await asyncio.shield(self._opening)
+        backlog, self._backlog = self._backlog, []
+        for chunk in backlog:
+            await self._fill(chunk)
+
+    async def _fill(self, chunk: bytes) -> None:
+        assert self._opened is not None
+        appender = self._opened[2]
+        view = memoryview(chunk)
+        while view:
+            view = view[appender.fill(view) :]
+            if appender.full:
+                while len(self._steps) >= appender.max_in_flight:
+                    await asyncio.shield(self._steps[0])  # popped once it is done
+                    self._steps.popleft()
+                self._steps.append(asyncio.ensure_future(_run(appender.take_full())))
 
 
 class LocalStore(ObjectStore):
@@ -145,20 +224,21 @@ class LocalStore(ObjectStore):
 
         Three thread hops for any size: the check with the file's creation, the full
         buffers' writes, and the last buffer with the fsync and the publish (each hop
-        costs the event loop and, on a busy machine, a wait for a free core).
+        costs the event loop and, on a busy machine, a wait for a free core). The
+        first hop runs while the body's first chunks arrive: they wait as they came
+        (no copy, up to :data:`OPEN_BACKLOG` bytes), so the disk starts sooner.
         """
 
-        def open_checked() -> tuple[BinaryIO, Path]:
+        def open_checked() -> tuple[BinaryIO, Path, Appender]:
             check()
-            return fs.open_temp(self.root, final, key, make_parents=make_parents)
+            handle, tmp = fs.open_temp(self.root, final, key, make_parents=make_parents)
+            try:
+                return handle, tmp, open_appender(handle, tmp, STREAM_BUFFER)
+            except BaseException:
+                fs.discard_temp(handle, tmp)
+                raise
 
-        handle, tmp = await _run(open_checked)
-        appender = open_appender(handle, tmp, STREAM_BUFFER)
-        # The blocking steps on their way (full buffers' writes, then the finish).
-        # Always awaited through a shield: a cancelled caller must not close the file
-        # under a thread still writing to it, nor strand the temp file once every byte
-        # is in.
-        writing: deque[asyncio.Future[Any]] = deque()
+        stream = _TempStream(asyncio.ensure_future(_run(open_checked)))
         try:
             total = 0
             async for chunk in aiter_body(data):
@@ -166,33 +246,13 @@ class LocalStore(ObjectStore):
                 if length is not None and total > length:
                     # Stop at once: a lying length must not let a client fill the disk.
                     raise LengthMismatch(f"body for {key!r} announced {length} bytes, sent more")
-                view = memoryview(chunk)
-                while view:
-                    view = view[appender.fill(view) :]
-                    if appender.full:
-                        while len(writing) >= appender.max_in_flight:
-                            await asyncio.shield(writing[0])  # popped once it is done
-                            writing.popleft()
-                        writing.append(asyncio.ensure_future(_run(appender.take_full())))
-            while writing:
-                await asyncio.shield(writing[0])
-                writing.popleft()
+                await stream.add(chunk)
+            await stream.written()
             check_length(key, length, total)
-
-            def finish() -> T:
-                appender.finish()
-                fs.finish_temp(handle)
-                return publish(tmp)
-
-            writing.append(asyncio.ensure_future(_run(finish)))
-            published: T = await asyncio.shield(writing[0])
+            return await stream.finish(publish)
         except BaseException:
-            await asyncio.gather(*writing, return_exceptions=True)
-            appender.close()
-            await _run(lambda: fs.discard_temp(handle, tmp))
+            await stream.discard()
             raise
-        appender.close()
-        return published
 
     async def put(
         self,

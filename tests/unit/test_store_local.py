@@ -112,6 +112,42 @@ async def test_failed_writes_leave_no_temp_files(store: LocalStore) -> None:
     assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
 
 
+@pytest.mark.parametrize("chunks", [1, 7])
+async def test_a_body_broken_while_its_file_opens_or_is_written_leaves_nothing(
+    store: LocalStore, chunks: int
+) -> None:
+    """1 MiB: still waiting for the temp file (the backlog); 7 MiB: writes in flight."""
+
+    async def broken() -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            yield os.urandom(1024 * 1024)
+        raise OSError("client went away")
+
+    with pytest.raises(OSError, match="went away"):
+        await store.put("a/b", broken())
+    assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
+    assert not (store.root / "a" / "b").exists()
+
+
+async def test_a_cancelled_streamed_write_leaves_nothing(store: LocalStore) -> None:
+    started = asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        for _ in range(6):
+            yield os.urandom(1024 * 1024)
+        started.set()
+        await asyncio.Event().wait()  # the client goes silent
+        yield b""
+
+    writing = asyncio.create_task(store.put("a/b", stalled()))
+    await asyncio.wait_for(started.wait(), timeout=10)
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
+    assert not (store.root / "a" / "b").exists()
+
+
 async def test_delete_prunes_empty_folders(store: LocalStore) -> None:
     await store.put("a/b/c/one", b"1", content_type="text/plain")
     await store.put("a/b/two", b"2")
