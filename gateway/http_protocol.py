@@ -16,6 +16,8 @@ closed past :data:`MAX_HEAD_BYTES`.
 The body goes to the application as the parser's own chunks, one per ``receive``,
 through a :class:`~gateway.http_body_queue.BodyQueue` (no bytearray in between, and
 the socket paused only past a 1 MiB backlog): what an upload costs the event loop.
+A request with a Content-Length also offers its socket, for a handler that takes a big
+body whole to read it on a thread (``gateway/http_socket_body.py``): the tus PATCH.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle.parsed = 0
         cycle.claimed_keep_alive = None
         cycle.length = _content_length(self.headers)
-        if cycle.length is not None:
+        # Under TLS the socket holds ciphertext: only the transport can read it.
+        if cycle.length is not None and self.scheme == "http":
             extensions: dict[str, Any] = cycle.scope.setdefault("extensions", {})
             extensions[EXTENSION] = SocketBody(self, cycle.length)
 
