@@ -56,8 +56,8 @@ __all__ = ["LocalStore"]
 
 T = TypeVar("T")
 
-# Gather small async chunks into one write per thread hop (two such buffers per
-# streamed write: one fills while the other is written). A streamed write's last
+# Gather small async chunks into one write per thread hop (DIRECT_BUFFERS of them per
+# streamed write: one fills while the others are written). A streamed write's last
 # buffer is written after its last byte, before the answer, so it is smaller than
 # an assembly's: 1 MiB beat 2 MiB on tus PATCHes of 8 MiB (~1 ms less per chunk).
 STREAM_BUFFER = 1024 * 1024

@@ -7,15 +7,15 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 
-from common.nats_server import free_port
-from gateway.http_protocol import MAX_HEAD_BYTES, uvicorn_protocol_options
+from gateway.http_protocol import MAX_HEAD_BYTES
+from tests.fixtures.asgi_server import serve_with_gateway_protocol
 
 
 async def _echo_length(scope: Any, receive: Any, send: Any) -> None:
@@ -62,28 +62,8 @@ async def _echo_digest(scope: Any, receive: Any, send: Any) -> None:
 DISCONNECTS: list[str] = []
 
 
-@contextlib.asynccontextmanager
-async def _server(app: Callable[..., Any] = _echo_length) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        **uvicorn_protocol_options(),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn exited during start-up"
-            await asyncio.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        await task
+def _server(app: Callable[..., Any] = _echo_length) -> AbstractAsyncContextManager[int]:
+    return serve_with_gateway_protocol(app)
 
 
 async def _exchange(port: int, pieces: list[bytes]) -> bytes:

@@ -14,12 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
-
-from common.nats_server import free_port
-from gateway.http_protocol import uvicorn_protocol_options
 from gateway.http_socket_body import READ_SIZE, claimed_bodies, offered_socket_body
 from gateway.tus.body import BodyInterrupted, read_body
+from tests.fixtures.asgi_server import serve_with_gateway_protocol
 
 MiB = 1024 * 1024
 # The most one asyncio read (and so one llhttp chunk) brings: bigger chunks came
@@ -70,26 +67,8 @@ async def _digest_app(scope: Any, receive: Any, send: Any) -> None:
 @contextlib.asynccontextmanager
 async def _server() -> AsyncIterator[int]:
     SEEN.clear()
-    port = free_port()
-    config = uvicorn.Config(
-        _digest_app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        **uvicorn_protocol_options(),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn exited during start-up"
-            await asyncio.sleep(0.01)
+    async with serve_with_gateway_protocol(_digest_app) as port:
         yield port
-    finally:
-        server.should_exit = True
-        await task
     assert claimed_bodies() == 0, "a claimed body was never released"
 
 
