@@ -27,13 +27,12 @@ from sqlalchemy import select
 import gateway.app as gateway_app
 from chat.models import ChatUserRow
 from chat.worker import ChatWorker
-from common.nats_server import free_port
 from common.settings import Settings
 from gateway.api.wallet import wallet_router
 from gateway.centrifuge.endpoint import STATE_KEY, centrifugo_websocket
 from gateway.centrifuge.service import ChatGateway
 from gateway.centrifuge.wiring import chat_lifespan
-from gateway.http_protocol import uvicorn_protocol_options
+from tests.fixtures.asgi_server import serve_with_gateway_protocol
 
 DEADLINE_S = 20.0
 
@@ -103,31 +102,17 @@ async def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = 
 async def start_gateway(
     settings: Settings, **uvicorn_options: Any
 ) -> AsyncIterator[RunningGateway]:
-    port = free_port()
     app = chat_app(settings)
-    config = uvicorn.Config(
+    served = serve_with_gateway_protocol(
         app,
-        host="127.0.0.1",
-        port=port,
         lifespan="on",
-        log_config=None,
-        access_log=False,
         # Bigger than the chat's own frame limit, so the tests see the chat's check.
         ws_max_size=4 * 1024 * 1024,
-        **(uvicorn_protocol_options() | uvicorn_options),
+        **uvicorn_options,
     )
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        await wait_for(lambda: server.started or task.done(), "uvicorn to start")
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn exited during start-up")
-        yield RunningGateway(app, f"http://127.0.0.1:{port}", server, task)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 20)
+    async with served as running:
+        url = f"http://127.0.0.1:{running.port}"
+        yield RunningGateway(app, url, running.server, running.task)
 
 
 @contextlib.asynccontextmanager

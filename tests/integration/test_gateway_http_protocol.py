@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -62,8 +61,10 @@ async def _echo_digest(scope: Any, receive: Any, send: Any) -> None:
 DISCONNECTS: list[str] = []
 
 
-def _server(app: Callable[..., Any] = _echo_length) -> AbstractAsyncContextManager[int]:
-    return serve_with_gateway_protocol(app)
+@contextlib.asynccontextmanager
+async def _server(app: Callable[..., Any] = _echo_length) -> AsyncIterator[int]:
+    async with serve_with_gateway_protocol(app) as served:
+        yield served.port
 
 
 async def _exchange(port: int, pieces: list[bytes]) -> bytes:

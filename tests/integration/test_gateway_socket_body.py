@@ -67,8 +67,8 @@ async def _digest_app(scope: Any, receive: Any, send: Any) -> None:
 @contextlib.asynccontextmanager
 async def _server() -> AsyncIterator[int]:
     SEEN.clear()
-    async with serve_with_gateway_protocol(_digest_app) as port:
-        yield port
+    async with serve_with_gateway_protocol(_digest_app) as served:
+        yield served.port
     assert claimed_bodies() == 0, "a claimed body was never released"
 
 

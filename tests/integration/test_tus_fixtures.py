@@ -34,7 +34,6 @@ import av
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from litestar import Litestar
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -49,7 +48,6 @@ from common.store import ObjectStore, create_store
 from events.catalog import decode_event
 from events.envelope import Event
 from gateway.app import create_app
-from gateway.http_protocol import uvicorn_protocol_options
 from gateway.tus.wiring import (
     UPLOADS_PUBLISHES,
     tus_router,
@@ -57,6 +55,7 @@ from gateway.tus.wiring import (
     upload_status_subscribers,
     uploads_lifespan,
 )
+from tests.fixtures.asgi_server import serve_with_gateway_protocol
 from tests.fixtures.gateway import GatewayUser
 from uploader.runtime import running_uploader
 from uploader.services import Services as UploaderServices
@@ -171,30 +170,11 @@ async def serving(settings: Settings, port: int) -> AsyncIterator[Litestar]:
 
 @contextlib.asynccontextmanager
 async def _serve_app(app: Litestar, port: int) -> AsyncIterator[Litestar]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        **uvicorn_protocol_options(),
+    served = serve_with_gateway_protocol(
+        app, port=port, lifespan="on", stop_timeout_s=15, timeout_graceful_shutdown=5
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(), name=f"gateway-{port}")
-    try:
-        await wait_until(
-            lambda: server.started or task.done(), timeout_s=START_TIMEOUT_S, what="uvicorn"
-        )
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn stopped during start-up")
+    async with served:
         yield app
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)
 
 
 @dataclass
