@@ -319,10 +319,10 @@ class UploadEngine:
         PATCH (settling.py); the last publishes its event and releases the lock (one
         commit) before its answer.
 
-        Where the server offers the ``socket``, a big body is claimed first: its thread
-        reads the client's bytes while the lock, the state and the store's file are
-        made ready. Until then only the parser's 1 MiB backlog is read, and the client,
-        on a fresh connection with a small receive window, waited meanwhile.
+        Where the server offers the ``socket``, a big body is claimed first, so that
+        its thread reads the client's bytes while the lock, the state and the store's
+        file are made ready (otherwise the parser stops at a 1 MiB backlog). A request
+        refused before its body is read then closes its connection after the answer.
         """
         direct = socket.claim(self.settings.tus_read_timeout_s) if socket is not None else None
         try:
