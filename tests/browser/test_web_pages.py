@@ -3,15 +3,16 @@ unknown ids with a 404 page; the theme toggle switches and is remembered."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route
 
 from tests.browser.conftest import Stack
-from tests.browser.helpers import Watcher, new_context, unique_name, wait_js
+from tests.browser.helpers import Watcher, new_context, register, unique_name, wait_js
 
 pytestmark = pytest.mark.e2e
 
@@ -175,5 +176,40 @@ def test_a_dropped_file_that_is_not_a_video_is_refused_clearly(
         )
         assert page.inner_text("#upload-name") == "notes.mp4"
         assert page.is_hidden("#video-link")
+    finally:
+        context.close()
+
+
+def test_a_title_typed_while_the_studio_loads_is_kept(stack: Stack, browser: Browser) -> None:
+    """The channel's saved title arrives after the page shows: what the user typed
+    meanwhile stays (it used to be blanked, and the required title then kept Go live
+    from submitting)."""
+    context = new_context(browser, stack.base_url)
+    page = context.new_page()
+    held: list[Route] = []
+
+    def hold_the_channel(route: Route) -> None:
+        request = route.request
+        if request.method == "GET" and not request.url.endswith("/key"):
+            held.append(route)  # answered below, once the title is typed
+        else:
+            route.continue_()
+
+    try:
+        page.route(re.compile(r".*/api/v2/streams/[^/?]+$"), hold_the_channel)
+        register(page, unique_name("typist"))
+        wait_js(page, "document.getElementById('stream-key').value.length > 0")
+        for _ in range(500):  # route handlers run while the page waits
+            if held:
+                break
+            page.wait_for_timeout(10)
+        assert held, "the studio never asked for its channel"
+        page.fill("#broadcast-title", "Typed at once")
+        # The studio asks for its live stats right after it has used the channel.
+        with page.expect_request(lambda request: "/api/v2/stats/live" in request.url):
+            held[0].continue_()
+        assert page.input_value("#broadcast-title") == "Typed at once"
+        page.click("#go-live")
+        wait_js(page, "document.getElementById('broadcast-status').textContent.startsWith('Saved')")
     finally:
         context.close()

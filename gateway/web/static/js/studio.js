@@ -171,6 +171,16 @@ async function refreshEarnings() {
   }
 }
 
+const edited = new WeakSet();
+
+function trackEdits(field) {
+  field.addEventListener('input', () => edited.add(field), { once: true });
+}
+
+function fillUnlessEdited(field, value) {
+  if (!edited.has(field)) field.value = value;
+}
+
 async function main() {
   if (!currentUser()) {
     document.querySelector('.needs-login').hidden = false;
@@ -179,11 +189,15 @@ async function main() {
   byId('studio').hidden = false;
   setupKey();
   setupBroadcast();
+  trackEdits(byId('broadcast-title'));
+  trackEdits(byId('broadcast-description'));
   try {
     showKey(await api('/api/v2/streams/key'));
     const channel = await api(`/api/v2/streams/${encodeURIComponent(streamId)}`, { auth: false });
-    byId('broadcast-title').value = channel.title || '';
-    byId('broadcast-description').value = channel.description || '';
+    // What the user typed while this loaded wins: a title typed at once was blanked
+    // by a late answer, and the required field then blocked Go live.
+    fillUnlessEdited(byId('broadcast-title'), channel.title || '');
+    fillUnlessEdited(byId('broadcast-description'), channel.description || '');
   } catch (err) {
     keyStatus.textContent = err.status === 401 ? 'Please log in again.' : `Could not load: ${err.message}`;
   }
