@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 __all__ = [
     "EXTENSION",
@@ -56,6 +56,9 @@ MAX_READERS: Final = 64
 # Reads the thread may be ahead of the handler (READ_SIZE each).
 READ_AHEAD: Final = 4
 _POLL_EVENTS: Final = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+# Longest wait in poll() between looks at whether the body was released.
+_POLL_SLICE_S: Final = 0.25
+_Read = TypeVar("_Read", bytes, int)
 
 
 class _Claims:
@@ -88,10 +91,14 @@ class SocketBody:
         self.length = length
         self._claimed = False
 
-    def claim(self, timeout_s: float) -> DirectBody | None:
+    def claim(self, timeout_s: float, *, read_ahead: bool = True) -> DirectBody | None:
         """The body, read on a thread, which gives up after ``timeout_s`` seconds
         without a byte; None when the usual ``receive`` should be used (a small body,
-        too many readers, or the request is over already)."""
+        too many readers, or the request is over already).
+
+        With ``read_ahead`` a thread of the body's own reads it ahead for
+        :meth:`DirectBody.read`; without, the caller's worker thread reads it with
+        :meth:`DirectBody.readinto`, straight into its own buffers."""
         if self._claimed or self.length < MIN_DIRECT or _Claims.active >= MAX_READERS:
             return None
         claimed = self._host.claim_socket_body(self.length)
@@ -100,7 +107,9 @@ class SocketBody:
         self._claimed = True
         queued, remaining, fd = claimed
         _Claims.active += 1
-        return DirectBody(queued, remaining, os.dup(fd), timeout_s, self._release)
+        return DirectBody(
+            queued, remaining, os.dup(fd), timeout_s, self._release, read_ahead=read_ahead
+        )
 
     def _release(self, complete: bool) -> None:
         _Claims.active -= 1
@@ -119,11 +128,14 @@ def offered_socket_body(scope: Any) -> SocketBody | None:
 
 
 class DirectBody:
-    """A claimed body: :attr:`queued` first, then :meth:`read` until it returns b"".
+    """A claimed body: :attr:`queued` first, then the rest of it, in one of two ways.
 
-    One reader thread drains the socket ahead of the handler, up to
-    :data:`READ_AHEAD` reads: the client's bytes keep flowing while the event loop is
-    busy elsewhere, and the loop only takes finished chunks off a queue.
+    Read ahead (the default): one reader thread drains the socket ahead of the
+    handler, up to :data:`READ_AHEAD` reads, and :meth:`read` takes finished chunks
+    off a queue: the client's bytes keep flowing while the event loop is busy
+    elsewhere. Otherwise the handler's worker thread calls :meth:`readinto` with its
+    own buffer: no thread of ours, no hop through the loop, no copy on the way (the
+    folder store's buffers for ``O_DIRECT`` writes).
     """
 
     def __init__(
@@ -133,6 +145,8 @@ class DirectBody:
         fd: int,
         timeout_s: float,
         on_release: Callable[[bool], None],
+        *,
+        read_ahead: bool = True,
     ) -> None:
         self.queued = queued
         self.remaining = remaining  # not yet taken by the handler
@@ -143,15 +157,22 @@ class DirectBody:
         self._arrived: asyncio.Queue[bytes | Exception] = asyncio.Queue()
         self._room = threading.Semaphore(READ_AHEAD)
         self._lock = threading.Lock()  # the descriptor's closing: by whoever is last
-        self._pumping = remaining > 0
+        self._reading = threading.Lock()  # held by a readinto() in progress
+        self._lowat = 1
+        self._pumping = False
         self._released = False
-        if self._pumping:
-            # A daemon thread of its own: one blocked on a silent client must not hold
-            # up the process's exit (a pool's threads are joined at exit).
-            reader = threading.Thread(
-                target=self._pump, args=(remaining,), name="socket-body", daemon=True
-            )
-            reader.start()
+        self.read_ahead = read_ahead
+        if read_ahead and remaining > 0:
+            self._start_pump(remaining)
+
+    def _start_pump(self, remaining: int) -> None:
+        # A daemon thread of its own: one blocked on a silent client must not hold up
+        # the process's exit (a pool's threads are joined at exit).
+        self._pumping = True
+        reader = threading.Thread(
+            target=self._pump, args=(remaining,), name="socket-body", daemon=True
+        )
+        reader.start()
 
     async def read(self) -> bytes:
         """The next chunk of the body (b"" once it is all read).
@@ -169,21 +190,41 @@ class DirectBody:
         self.remaining -= len(item)
         return item
 
+    def readinto(self, view: memoryview) -> int:
+        """From a worker thread, without read-ahead: read the body's next bytes into
+        ``view`` (up to its length; 0 once the body is all read).
+
+        Blocks until ``view`` can be filled, or the body ends. Raises EOFError when the
+        client closed or reset the connection, or the body was released meanwhile
+        (the handler gave up), TimeoutError when nothing came for the claim's timeout.
+        """
+        if self.read_ahead:
+            raise RuntimeError("readinto() is for a body claimed without read-ahead")
+        with self._reading:
+            if self._released:
+                raise EOFError("the body was released")
+            want = min(len(view), self.remaining)
+            if want <= 0:
+                return 0
+            count = self._wait_and_read(
+                self._sock.fileno(),
+                want,
+                lambda fd, size: os.readv(fd, [view[:size]]),
+                stop=lambda: self._released,
+            )
+            self.remaining -= count
+            return count
+
     # -- the reader thread ----------------------------------------------------------
 
     def _pump(self, remaining: int) -> None:
         try:
             fd = self._sock.fileno()
-            lowat = 1
             while remaining > 0:
                 if not self._released:
                     self._room.acquire()  # release() adds one, so this never waits forever
                 want = min(remaining, READ_SIZE)
-                if want != lowat:
-                    # poll() wakes once this much is there (or at the end, or an error).
-                    self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
-                    lowat = want
-                data = self._wait_and_read(fd, want)
+                data = self._wait_and_read(fd, want, os.read)
                 remaining -= len(data)
                 if not self._released:  # else drained and dropped (see release)
                     self._hand_over(data)
@@ -197,18 +238,34 @@ class DirectBody:
                 if self._released:  # the handler is gone: closing is left to us
                     self._close()
 
-    def _wait_and_read(self, fd: int, want: int) -> bytes:
+    def _wait_and_read(
+        self,
+        fd: int,
+        want: int,
+        read: Callable[[int, int], _Read],
+        stop: Callable[[], bool] = lambda: False,
+    ) -> _Read:
+        """``read(fd, want)`` once ``want`` bytes are there (or the body's end, or an
+        error): the descriptor is non-blocking (asyncio's), so poll() waits first.
+        Raises EOFError once ``stop()`` says so."""
+        if want != self._lowat:
+            # poll() wakes once this much is there (or at the end, or an error).
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            self._lowat = want
         poller = select.poll()
         poller.register(fd, _POLL_EVENTS)
         deadline = time.monotonic() + self._timeout_s
         while True:
             left = deadline - time.monotonic()
-            poller.poll(max(0.0, left) * 1000)
+            # In slices: a reader without read-ahead stops soon after a release.
+            poller.poll(min(max(0.0, left), _POLL_SLICE_S) * 1000)
             try:
-                data = os.read(fd, want)
+                data = read(fd, want)
             except BlockingIOError:
                 if left <= 0:
                     raise TimeoutError(f"no body bytes for {self._timeout_s} s") from None
+                if stop():
+                    raise EOFError("the body was released") from None
                 continue
             except OSError as exc:  # ECONNRESET and the like: the client is gone
                 raise EOFError(str(exc)) from exc
@@ -236,10 +293,22 @@ class DirectBody:
         complete = self.remaining == 0
         with self._lock:
             self._released = True
-            if not self._pumping:
+            if not self.read_ahead and not complete:
+                # Our own thread drains the rest, once the caller's read has stopped.
+                self._start_drain()
+            elif not self._pumping:
                 self._close()
         self._room.release()  # a thread waiting for room goes on, to drain
         self._on_release(complete)
+
+    def _start_drain(self) -> None:
+        def drain() -> None:
+            with self._reading:  # a readinto() still running stops at its next poll
+                remaining = self.remaining
+            self._pump(remaining)
+
+        self._pumping = True
+        threading.Thread(target=drain, name="socket-body-drain", daemon=True).start()
 
     def _close(self) -> None:
         with contextlib.suppress(OSError):  # the option is the socket's, shared

@@ -54,6 +54,11 @@ class Appender(Protocol):
         takes; return how much (0 at the end of the file)."""
         ...
 
+    def fill_from(self, readinto: Callable[[memoryview], int]) -> int:
+        """Let ``readinto`` (a blocking body's) fill the current buffer's room; return
+        how much it read (0 at the body's end)."""
+        ...
+
     @property
     def full(self) -> bool: ...
 
@@ -107,6 +112,11 @@ class DirectAppender:
         buffer = self._buffers[self._current]
         count = min(len(data), len(buffer) - self._used)
         buffer[self._used : self._used + count] = data[:count]
+        self._used += count
+        return count
+
+    def fill_from(self, readinto: Callable[[memoryview], int]) -> int:
+        count = readinto(memoryview(self._buffers[self._current])[self._used :])
         self._used += count
         return count
 
@@ -201,6 +211,12 @@ class BufferedAppender:
     def fill(self, data: memoryview) -> int:
         count = min(len(data), self._size - len(self._buffer))
         self._buffer += data[:count]
+        return count
+
+    def fill_from(self, readinto: Callable[[memoryview], int]) -> int:
+        room = bytearray(self._size - len(self._buffer))
+        count = readinto(memoryview(room))
+        self._buffer += memoryview(room)[:count]
         return count
 
     def read_from(self, fd: int, position: int) -> int:

@@ -7,13 +7,14 @@ All operations are async; backends do their blocking I/O on worker threads.
 from __future__ import annotations
 
 import abc
+import asyncio
 import builtins
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Protocol, Self, TypeVar, runtime_checkable
 
 from common.store.errors import (
     InvalidKey,
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_PART_NUMBER",
     "MAX_PART_SIZE",
     "MIN_PART_SIZE",
+    "BlockingBody",
     "Body",
     "InvalidKey",
     "InvalidPart",
@@ -65,7 +67,28 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 # Bytes per thread hop when streaming out: big enough that the hop (~50 us) is noise.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 
-Body = bytes | AsyncIterable[bytes]
+
+@runtime_checkable
+class BlockingBody(Protocol):
+    """A body a worker thread reads straight into the store's own buffers.
+
+    The folder store streams it into its temp file on threads only, with no hop
+    through the event loop per chunk (a tus PATCH whose socket the gateway hands
+    over); other stores read it on a thread, chunk by chunk (:func:`aiter_body`).
+    """
+
+    def readinto(self, view: memoryview) -> int:
+        """Blocking: fill ``view`` with the next bytes, as many as come; 0 at the end."""
+        ...
+
+    def ended(self, read_back: Callable[[], bytes]) -> None:
+        """Called once, on the reading thread, after the last byte and before the
+        object is published. May raise to refuse the object, which is then dropped;
+        ``read_back()`` returns every byte written, for a refusal that keeps them."""
+        ...
+
+
+Body = bytes | AsyncIterable[bytes] | BlockingBody
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,9 +393,28 @@ async def aiter_body(data: Body) -> AsyncIterator[bytes]:
         if len(data):
             yield bytes(data)
         return
+    if isinstance(data, BlockingBody):
+        async for chunk in _aiter_blocking(data):
+            yield chunk
+        return
     async for chunk in data:
         if chunk:
             yield bytes(chunk)
+
+
+async def _aiter_blocking(data: BlockingBody) -> AsyncIterator[bytes]:
+    seen: list[bytes] = []  # for ended(): a refusal may keep them (references only)
+
+    def read() -> bytes:
+        buffer = bytearray(DEFAULT_CHUNK_SIZE)
+        count = data.readinto(memoryview(buffer))
+        del buffer[count:]
+        return bytes(buffer)
+
+    while chunk := await asyncio.to_thread(read):
+        seen.append(chunk)
+        yield chunk
+    await asyncio.to_thread(data.ended, lambda: b"".join(seen))
 
 
 def check_length(key: str, expected: int | None, actual: int) -> None:

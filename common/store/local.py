@@ -27,9 +27,11 @@ from urllib.parse import quote
 
 from common.store import _localfs as fs
 from common.store._appender import Appender, copy_all, open_appender
+from common.store._blocking_stream import write_blocking
 from common.store.base import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONTENT_TYPE,
+    BlockingBody,
     Body,
     MultipartUpload,
     ObjectInfo,
@@ -71,6 +73,13 @@ _PART_NAME = re.compile(r"part-(\d{5})")
 
 async def _run(fn: Callable[[], T]) -> T:
     return await asyncio.to_thread(fn)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Its caller may be gone (cancelled): the outcome is taken here, never lost in a
+    "never retrieved" warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _TempStream:
@@ -229,6 +238,11 @@ class LocalStore(ObjectStore):
         (no copy, up to :data:`OPEN_BACKLOG` bytes), so the disk starts sooner.
         """
 
+        if isinstance(data, BlockingBody):
+            return await self._stream_blocking(
+                key, final, data, length, make_parents=make_parents, check=check, publish=publish
+            )
+
         def open_checked() -> tuple[BinaryIO, Path, Appender]:
             check()
             handle, tmp = fs.open_temp(self.root, final, key, make_parents=make_parents)
@@ -253,6 +267,40 @@ class LocalStore(ObjectStore):
         except BaseException:
             await stream.discard()
             raise
+
+    async def _stream_blocking(
+        self,
+        key: str,
+        final: Path,
+        body: BlockingBody,
+        length: int | None,
+        *,
+        make_parents: bool,
+        check: Callable[[], None],
+        publish: Callable[[Path], T],
+    ) -> T:
+        """:meth:`_stream_to_temp` for a body read on a thread: one hop in all."""
+
+        def stream() -> T:
+            check()
+            handle, tmp = fs.open_temp(self.root, final, key, make_parents=make_parents)
+            try:
+                appender = open_appender(handle, tmp, STREAM_BUFFER)
+                try:
+                    write_blocking(appender, body, key, length, tmp.read_bytes)
+                finally:
+                    appender.close()
+                fs.finish_temp(handle)
+                return publish(tmp)
+            except BaseException:
+                fs.discard_temp(handle, tmp)
+                raise
+
+        # Shielded: a cancelled caller leaves the thread to end with the body (its end,
+        # or its reader giving up) and to publish or drop the file by itself.
+        writing = asyncio.ensure_future(_run(stream))
+        writing.add_done_callback(_retrieve)
+        return await asyncio.shield(writing)
 
     async def put(
         self,

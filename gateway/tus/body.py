@@ -9,7 +9,9 @@ that arrived, and it stops at ``limit``: a body longer than the upload is cut th
 
 Where the server offers the socket (``gateway/http_socket_body.py``), a big body is
 read from it on a thread instead of through the event loop: the same chunks, the same
-interruptions, a fraction of the loop's time.
+interruptions, a fraction of the loop's time. :class:`ThreadBodyReader` goes one
+step further, for a store that reads on a thread: the store's own worker thread reads
+the socket into its buffers, and the loop sees none of the body.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Literal
 
 from gateway.http_socket_body import DirectBody
 
-__all__ = ["BodyInterrupted", "Receive", "read_body"]
+__all__ = ["BodyInterrupted", "Receive", "ThreadBodyReader", "read_body"]
 
 Receive = Callable[[], Awaitable[Any]]
 
@@ -88,3 +90,48 @@ async def _read_direct(direct: DirectBody, *, limit: int) -> AsyncIterator[bytes
         chunk = chunk[: limit - received]
         received += len(chunk)
         yield chunk
+
+
+class ThreadBodyReader:
+    """A body claimed without read-ahead, read by one worker thread at a time: the
+    bytes the parser had first, then the socket; at most ``limit`` bytes in all.
+
+    :meth:`readinto` raises :class:`BodyInterrupted` like :func:`read_body` does, with
+    the bytes received before it.
+    """
+
+    def __init__(self, direct: DirectBody, *, limit: int) -> None:
+        self._direct = direct
+        self._limit = limit
+        self._queued = [memoryview(chunk) for chunk in direct.queued if chunk]
+        self.received = 0
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing more to read: the limit, or the body's end, is reached."""
+        if self.received >= self._limit:
+            return True
+        return not self._queued and self._direct.remaining <= 0
+
+    def readinto(self, view: memoryview) -> int:
+        """Blocking: up to ``len(view)`` bytes into ``view``; 0 at the end."""
+        view = view[: self._limit - self.received]
+        if not view:
+            return 0
+        if self._queued:
+            first = self._queued[0]
+            count = min(len(first), len(view))
+            view[:count] = first[:count]
+            if count == len(first):
+                self._queued.pop(0)
+            else:
+                self._queued[0] = first[count:]
+        else:
+            try:
+                count = self._direct.readinto(view)
+            except EOFError:
+                raise BodyInterrupted("disconnect", self.received) from None
+            except TimeoutError:
+                raise BodyInterrupted("timeout", self.received) from None
+        self.received += count
+        return count

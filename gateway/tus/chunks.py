@@ -25,17 +25,19 @@ import contextlib
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from common.logs import get_logger
 from common.store import (
     MAX_PART_NUMBER,
     MIN_PART_SIZE,
+    Body,
     MultipartUpload,
     ObjectNotFound,
     ObjectStore,
     PartInfo,
 )
-from gateway.tus.body import BodyInterrupted
+from gateway.tus.body import BodyInterrupted, ThreadBodyReader
 from gateway.tus.layout import tail_key, tail_prefix
 
 __all__ = ["ChunkWriter", "DurableState", "WriteResult", "load_state", "part_sizes"]
@@ -144,6 +146,62 @@ class _Source:
         return chunk
 
 
+class _ThreadFeed:
+    """One part's bytes for the store to read on its worker thread (a BlockingBody):
+    ``head`` (the old tail), then the body, up to ``part_size``.
+
+    A break in the body ends the part, keeping what came (:attr:`interrupted`). At the
+    end, bytes too few to be a part (and not the upload's end) raise :class:`_Divert`
+    after reading them back as :attr:`tail`: nothing is kept in memory meanwhile,
+    since that case is rare (a cut PATCH, a small one) and the file has them.
+    """
+
+    def __init__(
+        self,
+        head: bytes,
+        reader: ThreadBodyReader,
+        *,
+        part_size: int,
+        min_part: int,
+        final_size: int | None,
+        guard: Callable[[], None],
+    ) -> None:
+        self._head = memoryview(head)
+        self._reader = reader
+        self._part_size = part_size
+        self._min_part = min_part
+        self._final_size = final_size  # a part this big ends the upload
+        self._guard = guard
+        self.total = 0
+        self.interrupted: BodyInterrupted | None = None
+        self.tail = b""
+
+    def readinto(self, view: memoryview) -> int:
+        if self._head:
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+        else:
+            room = self._part_size - self.total
+            if room <= 0 or self.interrupted is not None:
+                return 0
+            self._guard()
+            try:
+                count = self._reader.readinto(view[:room])
+            except BodyInterrupted as interrupted:
+                self.interrupted = interrupted
+                return 0
+        self.total += count
+        return count
+
+    def ended(self, read_back: Callable[[], bytes]) -> None:
+        self._guard()
+        final = self.total == self._final_size
+        if self.total == 0 or (self.total < self._min_part and not final):
+            self.tail = read_back()
+            raise _Divert
+
+
 class ChunkWriter:
     """Streams bodies into one upload's parts and tail. One writer per locked PATCH.
 
@@ -178,25 +236,30 @@ class ChunkWriter:
         # Called before every store write: raises if the PATCH lost its lock.
         self._guard = guard
 
-    async def write(self, body: AsyncIterator[bytes]) -> WriteResult:
+    async def write(self, body: AsyncIterator[bytes] | ThreadBodyReader) -> WriteResult:
         """Append ``body`` durably. A body that breaks off keeps what arrived (the
         interruption is reported in the result, not raised); a store failure raises,
-        with everything written before it still durable."""
+        with everything written before it still durable.
+
+        A :class:`ThreadBodyReader` is handed to the store to read on its own thread."""
+        if isinstance(body, ThreadBodyReader):
+            return await self._write_parts(_ThreadParts(self, body))
+        return await self._write_parts(_LoopParts(self, _Source(body)))
+
+    async def _write_parts(self, parts: _Parts) -> WriteResult:
         state = self._state
         result = WriteResult(start=state.offset, offset=state.offset, last_part=0)
         old_tail = tail_key(self._upload_id, state.parts_size) if state.tail_size else None
         head = await self._store.read(old_tail) if old_tail is not None else b""
         base = state.parts_size  # file offset where the next part starts
         number = state.next_part
-        source = _Source(body)
         while True:
-            kept: list[bytes] = []  # the body's own chunks: no copy unless diverted
-            feed = self._feed(head, source, base, kept)
+            feed = parts.feed(head, base)
             try:
                 self._guard()
                 part = await self._store.upload_part(self._multipart, number, feed)
             except _Divert:
-                tail = b"".join(kept)
+                tail = parts.tail()
                 if len(tail) > len(head):  # new bytes: the tail grows (replaced whole)
                     self._guard()
                     await self._store.put(tail_key(self._upload_id, base), tail)
@@ -208,14 +271,25 @@ class ChunkWriter:
             result.offset = base
             number += 1
             head = b""
-            if base == self._final_length or await source.exhausted():
+            if base == self._final_length or await parts.exhausted():
                 break
-        result.interrupted = source.interrupted
+        result.interrupted = parts.interrupted
         if old_tail is not None and base > state.parts_size:
             await self._forget(old_tail)  # folded into a part: stale now
         if self._final_length is not None and result.offset == self._final_length:
             await self._forget_tails()
         return result
+
+    def _thread_feed(self, head: bytes, reader: ThreadBodyReader, base: int) -> _ThreadFeed:
+        final = self._final_length - base if self._final_length is not None else None
+        return _ThreadFeed(
+            head,
+            reader,
+            part_size=self._part_size,
+            min_part=self._min_part,
+            final_size=final,
+            guard=self._guard,
+        )
 
     async def _feed(
         self, head: bytes, source: _Source, base: int, kept: list[bytes]
@@ -251,3 +325,62 @@ class ChunkWriter:
     async def _forget_tails(self) -> None:
         with contextlib.suppress(Exception):
             await self._store.delete_prefix(tail_prefix(self._upload_id))
+
+
+class _Parts(Protocol):
+    """Where a write's parts come from: the body read on the loop, or on a thread."""
+
+    @property
+    def interrupted(self) -> BodyInterrupted | None: ...
+
+    def feed(self, head: bytes, base: int) -> Body: ...
+
+    def tail(self) -> bytes:
+        """The last feed's bytes, once it raised :class:`_Divert`."""
+        ...
+
+    async def exhausted(self) -> bool: ...
+
+
+class _LoopParts:
+    def __init__(self, writer: ChunkWriter, source: _Source) -> None:
+        self._writer = writer
+        self._source = source
+        self._kept: list[bytes] = []
+
+    @property
+    def interrupted(self) -> BodyInterrupted | None:
+        return self._source.interrupted
+
+    def feed(self, head: bytes, base: int) -> Body:
+        self._kept = []  # the body's own chunks: no copy unless diverted
+        return self._writer._feed(head, self._source, base, self._kept)
+
+    def tail(self) -> bytes:
+        return b"".join(self._kept)
+
+    async def exhausted(self) -> bool:
+        return await self._source.exhausted()
+
+
+class _ThreadParts:
+    def __init__(self, writer: ChunkWriter, reader: ThreadBodyReader) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._feed: _ThreadFeed | None = None
+
+    @property
+    def interrupted(self) -> BodyInterrupted | None:
+        # An interrupted part is the write's last: the last feed's says it.
+        return self._feed.interrupted if self._feed is not None else None
+
+    def feed(self, head: bytes, base: int) -> Body:
+        self._feed = self._writer._thread_feed(head, self._reader, base)
+        return self._feed
+
+    def tail(self) -> bytes:
+        assert self._feed is not None
+        return self._feed.tail
+
+    async def exhausted(self) -> bool:
+        return self.interrupted is not None or self._reader.exhausted

@@ -45,7 +45,7 @@ from events.catalog import ChunkUploaded, UploadCreated, UploadRejected
 from events.envelope import new_event_id
 from events.publisher import EventPublisher, PublishError
 from gateway.http_socket_body import DirectBody, SocketBody
-from gateway.tus.body import BodyInterrupted, Receive, read_body
+from gateway.tus.body import BodyInterrupted, Receive, ThreadBodyReader, read_body
 from gateway.tus.chunks import ChunkWriter, DurableState, WriteResult, load_state, part_sizes
 from gateway.tus.errors import (
     BadRequest,
@@ -324,7 +324,13 @@ class UploadEngine:
         file are made ready (otherwise the parser stops at a 1 MiB backlog). A request
         refused before its body is read then closes its connection after the answer.
         """
-        direct = socket.claim(self.settings.tus_read_timeout_s) if socket is not None else None
+        direct = None
+        if socket is not None:
+            # A checksummed chunk is spooled and hashed on the loop; any other goes to
+            # the store's worker thread, which reads the socket itself (ThreadBodyReader).
+            direct = socket.claim(
+                self.settings.tus_read_timeout_s, read_ahead=request.checksum is not None
+            )
         try:
             return await self._append(user_id, upload_id, request, receive, direct)
         finally:
@@ -373,12 +379,16 @@ class UploadEngine:
             if request.length is not None and row.length is None:
                 row = await self._declare_length(row, request.length, state.offset)
             bound = row.length if row.length is not None else self.max_size
-            body = read_body(
-                receive,
-                limit=bound - state.offset,
-                timeout_s=self.settings.tus_read_timeout_s,
-                direct=direct,
-            )
+            body: AsyncIterator[bytes] | ThreadBodyReader
+            if direct is not None and not direct.read_ahead:
+                body = ThreadBodyReader(direct, limit=bound - state.offset)
+            else:
+                body = read_body(
+                    receive,
+                    limit=bound - state.offset,
+                    timeout_s=self.settings.tus_read_timeout_s,
+                    direct=direct,
+                )
             result = await self._write(row, state, body, request, lease.check)
             stages.mark("write")
             complete = row.length is not None and result.offset == row.length
@@ -525,7 +535,7 @@ class UploadEngine:
         self,
         row: Upload,
         state: DurableState,
-        body: AsyncIterator[bytes],
+        body: AsyncIterator[bytes] | ThreadBodyReader,
         request: PatchRequest,
         guard: Callable[[], None],
     ) -> WriteResult:
@@ -548,6 +558,8 @@ class UploadEngine:
         try:
             if request.checksum is None:
                 return await writer.write(body)
+            # Checksummed: claimed with read-ahead (append), so an async body.
+            assert not isinstance(body, ThreadBodyReader)
             async with Spool(memory_limit=self.chunk_size) as spool:
                 try:
                     await spool.fill(body, request.checksum)

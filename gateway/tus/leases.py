@@ -134,7 +134,9 @@ class LeaseKeeper:
         self.upload_id = upload_id
         self.token = token
         self._lease_s = lease_s
-        self._valid_until = asyncio.get_running_loop().time() + lease_s
+        # The loop's clock, kept: check() also runs on a store's worker thread.
+        self._clock = asyncio.get_running_loop().time
+        self._valid_until = self._clock() + lease_s
         self._lost = False
         self._released = False
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +145,7 @@ class LeaseKeeper:
 
     @property
     def lost(self) -> bool:
-        return self._lost or asyncio.get_running_loop().time() >= self._valid_until
+        return self._lost or self._clock() >= self._valid_until
 
     def carry(self, **changes: object) -> None:
         """Apply ``changes`` to the row with the next renewal or the release, whichever
