@@ -407,9 +407,8 @@ async def _aiter_blocking(data: BlockingBody) -> AsyncIterator[bytes]:
 
     def read() -> bytes:
         buffer = bytearray(DEFAULT_CHUNK_SIZE)
-        count = data.readinto(memoryview(buffer))
-        del buffer[count:]
-        return bytes(buffer)
+        # Copied, not resized: an interruption kept by the body may still hold a view.
+        return bytes(buffer[: data.readinto(memoryview(buffer))])
 
     while chunk := await asyncio.to_thread(read):
         seen.append(chunk)

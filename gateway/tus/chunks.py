@@ -189,7 +189,8 @@ class _ThreadFeed:
             try:
                 count = self._reader.readinto(view[:room])
             except BodyInterrupted as interrupted:
-                self.interrupted = interrupted
+                # Without its traceback, whose frames hold views of the store's buffers.
+                self.interrupted = interrupted.with_traceback(None)
                 return 0
         self.total += count
         return count
