@@ -1,6 +1,10 @@
 """A big body read straight from the socket (gateway/http_socket_body.py), through the
 gateway's real HTTP protocol: whole, in order, with the connection usable afterwards,
-and with the same interruptions as the usual path (a cut, a reset, a silence)."""
+and with the same interruptions as the usual path (a cut, a reset, a silence).
+
+Every test runs twice: with the body's own thread reading ahead for the loop, and
+with a worker thread of the handler's reading it into its buffer (ThreadBodyReader,
+what the folder store does for a tus PATCH)."""
 
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.http_socket_body import READ_SIZE, claimed_bodies, offered_socket_body
-from gateway.tus.body import BodyInterrupted, read_body
+import pytest
+
+from gateway.http_socket_body import READ_SIZE, DirectBody, claimed_bodies, offered_socket_body
+from gateway.tus.body import BodyInterrupted, ThreadBodyReader, read_body
 from tests.fixtures.asgi_server import serve_with_gateway_protocol
 
 MiB = 1024 * 1024
@@ -34,6 +40,26 @@ class Seen:
 
 
 SEEN: list[Seen] = []
+READ_AHEAD = [True]  # the mode of the test running (see the autouse fixture)
+
+
+@pytest.fixture(autouse=True, params=["read-ahead", "worker-thread"])
+def _read_mode(request: pytest.FixtureRequest) -> None:
+    READ_AHEAD[0] = request.param == "read-ahead"
+
+
+def _read_on_a_thread(direct: DirectBody, limit: int) -> Seen:
+    """What a store's worker thread does: the body into one buffer, over and over."""
+    reader = ThreadBodyReader(direct, limit=limit)
+    view = memoryview(bytearray(READ_SIZE))
+    digest, largest, interrupted = hashlib.sha256(), 0, None
+    try:
+        while count := reader.readinto(view):
+            digest.update(view[:count])
+            largest = max(largest, count)
+    except BodyInterrupted as exc:
+        interrupted = (exc.reason, exc.received)
+    return Seen(reader.received, digest.hexdigest(), largest, interrupted)
 
 
 async def _digest_app(scope: Any, receive: Any, send: Any) -> None:
@@ -45,20 +71,27 @@ async def _digest_app(scope: Any, receive: Any, send: Any) -> None:
     timeout_s = 0.5 if scope["path"] == "/silent" else 20.0
     digest, received, largest, interrupted = hashlib.sha256(), 0, 0, None
     socket_body = offered_socket_body(scope)
-    direct = socket_body.claim(timeout_s) if socket_body is not None else None
+    direct = None
+    if socket_body is not None:
+        direct = socket_body.claim(timeout_s, read_ahead=READ_AHEAD[0])
     try:
-        body = read_body(receive, limit=limit, timeout_s=timeout_s, direct=direct)
-        async for chunk in body:
-            digest.update(chunk)
-            received += len(chunk)
-            largest = max(largest, len(chunk))
-    except BodyInterrupted as exc:
-        interrupted = (exc.reason, exc.received)
+        if direct is not None and not direct.read_ahead:
+            seen = await asyncio.to_thread(_read_on_a_thread, direct, limit)
+        else:
+            body = read_body(receive, limit=limit, timeout_s=timeout_s, direct=direct)
+            try:
+                async for chunk in body:
+                    digest.update(chunk)
+                    received += len(chunk)
+                    largest = max(largest, len(chunk))
+            except BodyInterrupted as exc:
+                interrupted = (exc.reason, exc.received)
+            seen = Seen(received, digest.hexdigest(), largest, interrupted)
     finally:
         if direct is not None:
             direct.release()
-    SEEN.append(Seen(received, digest.hexdigest(), largest, interrupted))
-    answer = digest.hexdigest().encode()
+    SEEN.append(seen)
+    answer = seen.digest.encode()
     headers = [(b"content-length", str(len(answer)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": answer})

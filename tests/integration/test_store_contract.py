@@ -10,7 +10,8 @@ import asyncio
 import hashlib
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -115,6 +116,70 @@ async def test_async_iterable_larger_than_a_part(store: ObjectStore) -> None:
     assert info.size == len(data)
     assert (await store.stat("up/big.bin")).content_type == "video/mp4"
     assert await sha256_of(store, "up/big.bin") == hashlib.sha256(data).hexdigest()
+
+
+class BlockingBytes:
+    """A BlockingBody over ``data``, in reads of at most ``step`` bytes; it may fail
+    after ``fail_after`` bytes, and may refuse the object at its end (keeping what
+    ``read_back`` gave, as the tus writer does with a tail)."""
+
+    def __init__(self, data: bytes, *, step: int = 300_001, fail_after: int | None = None) -> None:
+        self._data = memoryview(data)
+        self._step = step
+        self._fail_after = fail_after
+        self.position = 0
+        self.refuse = False
+        self.read_back: bytes | None = None
+        self.threads: set[str] = set()
+
+    def readinto(self, view: memoryview) -> int:
+        self.threads.add(threading.current_thread().name)
+        if self._fail_after is not None and self.position >= self._fail_after:
+            raise ConnectionResetError("client went away")
+        count = min(len(view), self._step, len(self._data) - self.position)
+        view[:count] = self._data[self.position : self.position + count]
+        self.position += count
+        return count
+
+    def ended(self, read_back: Callable[[], bytes]) -> None:
+        if self.refuse:
+            self.read_back = read_back()
+            raise LookupError("refused at its end")
+
+
+async def test_blocking_body_round_trip_off_the_event_loop(store: ObjectStore) -> None:
+    data = os.urandom(9 * MiB + 77)
+    body = BlockingBytes(data)
+
+    info = await store.put("up/blocking.bin", body, length=len(data))
+    part = await store.upload_part(await store.create_multipart("up/mp"), 1, BlockingBytes(data))
+
+    assert info.size == part.size == len(data)
+    assert await sha256_of(store, "up/blocking.bin") == hashlib.sha256(data).hexdigest()
+    assert threading.main_thread().name not in body.threads  # read on worker threads
+
+
+async def test_blocking_body_refused_at_its_end_gives_its_bytes_back(store: ObjectStore) -> None:
+    """What the tus writer relies on to turn a too-short part into a tail."""
+    data = os.urandom(3 * MiB + 5)
+    body = BlockingBytes(data)
+    body.refuse = True
+    upload = await store.create_multipart("up/refused")
+
+    with pytest.raises(LookupError, match="refused"):
+        await store.upload_part(upload, 1, body)
+    assert body.read_back == data
+    assert await store.list_parts(upload) == []
+
+
+async def test_a_failing_blocking_body_leaves_nothing(store: ObjectStore) -> None:
+    body = BlockingBytes(os.urandom(9 * MiB), fail_after=5 * MiB)
+    with pytest.raises(ConnectionResetError):
+        await store.put("up/broken", body)
+    with pytest.raises(LengthMismatch):
+        await store.put("up/broken", BlockingBytes(b"x" * (3 * MiB)), length=MiB)
+    assert await keys(store) == []
+    assert await store.list_multipart("up/broken") == []
 
 
 async def test_large_bytes_put(store: ObjectStore) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,65 @@ async def test_a_cancelled_streamed_write_leaves_nothing(store: LocalStore) -> N
     writing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await writing
+    assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
+    assert not (store.root / "a" / "b").exists()
+
+
+class _StallingBody:
+    """A BlockingBody that sends ``before`` bytes, then waits until ``go`` is set and
+    fails (a client gone after a silence), or refuses the object at its end."""
+
+    def __init__(self, before: int, *, refuse: bool = False) -> None:
+        self.left = before
+        self.refuse = refuse
+        self.waiting = threading.Event()
+        self.go = threading.Event()
+
+    def readinto(self, view: memoryview) -> int:
+        if self.left:
+            count = min(len(view), self.left)
+            view[:count] = b"z" * count
+            self.left -= count
+            return count
+        if self.refuse:
+            return 0
+        self.waiting.set()
+        self.go.wait(timeout=10)
+        raise ConnectionResetError("client went away")
+
+    def ended(self, read_back: Callable[[], bytes]) -> None:
+        assert read_back() == b"z" * 1024 * 1024 * 3
+        raise LookupError("refused")
+
+
+@pytest.mark.parametrize("before", [0, 1024 * 1024 // 2, 7 * 1024 * 1024])
+async def test_a_blocking_body_that_breaks_or_is_refused_leaves_nothing(
+    store: LocalStore, before: int
+) -> None:
+    """Before a buffer is full, with writes in flight, and refused after a read-back."""
+    failing = _StallingBody(before)
+    failing.go.set()
+    with pytest.raises(ConnectionResetError):
+        await store.put("a/b", failing)
+    with pytest.raises(LookupError):
+        await store.put("a/b", _StallingBody(3 * 1024 * 1024, refuse=True))
+    assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
+    assert not (store.root / "a" / "b").exists()
+
+
+async def test_a_cancelled_blocking_write_is_dropped_by_its_thread(store: LocalStore) -> None:
+    """The caller goes at once; the worker thread ends with its body and cleans up."""
+    body = _StallingBody(6 * 1024 * 1024)
+    writing = asyncio.create_task(store.put("a/b", body))
+    assert await asyncio.to_thread(body.waiting.wait, 10)
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    body.go.set()  # the reader gives up: the thread drops the file
+    for _ in range(500):
+        if not [p for p in files_under(store.root) if Path(p).name.startswith(".")]:
+            break
+        await asyncio.sleep(0.01)
     assert [p for p in files_under(store.root) if Path(p).name.startswith(".")] == []
     assert not (store.root / "a" / "b").exists()
 
