@@ -32,6 +32,7 @@ import fcntl
 import mmap
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -73,6 +74,13 @@ class Appender(Protocol):
         while :attr:`max_in_flight` are running: its buffer is the one filled next."""
         ...
 
+    def take_full_in_order(self) -> Callable[[], None]:
+        """:meth:`take_full` for writes run one at a time, in the order taken. A write
+        may then also write the buffers taken after it (one system call for them all:
+        the disk writes big requests faster), which leaves the later ones nothing to do.
+        """
+        ...
+
     def finish(self) -> None:
         """Write what is buffered (blocking); the file then holds every byte filled."""
         ...
@@ -96,6 +104,9 @@ class DirectAppender:
         self._current = 0
         self._used = 0
         self._offset = 0  # where the current buffer's first byte goes in the file
+        # Taken by take_full_in_order, not written yet: (buffer, its length, offset).
+        self._taken: deque[tuple[mmap.mmap, int, int]] = deque()
+        self._taken_lock = threading.Lock()
 
     @classmethod
     def open(cls, handle: BinaryIO, path: Path, buffer_size: int) -> DirectAppender | None:
@@ -143,6 +154,27 @@ class DirectAppender:
         self._offset += self._used
         self._current, self._used = (self._current + 1) % DIRECT_BUFFERS, 0
         return lambda: self._write_direct(memoryview(buffer), offset)
+
+    def take_full_in_order(self) -> Callable[[], None]:
+        with self._taken_lock:
+            self._taken.append((self._buffers[self._current], self._used, self._offset))
+        self._offset += self._used
+        self._current, self._used = (self._current + 1) % DIRECT_BUFFERS, 0
+        return self._write_taken
+
+    def _write_taken(self) -> None:
+        with self._taken_lock:
+            taken, self._taken = self._taken, deque()
+        if not taken:
+            return  # written with an earlier one
+        views = [memoryview(buffer)[:used] for buffer, used, _ in taken]
+        offset = taken[0][2]
+        try:
+            _pwritev_all(self._fd, views, offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # as in _write_direct
+                raise
+            _pwritev_all(self._handle.fileno(), views, offset)
 
     def finish(self) -> None:
         view = memoryview(self._buffers[self._current])[: self._used]
@@ -236,6 +268,9 @@ class BufferedAppender:
         data, self._buffer = self._buffer, bytearray()
         return lambda: write_behind(self._handle, data)
 
+    def take_full_in_order(self) -> Callable[[], None]:
+        return self.take_full()
+
     def finish(self) -> None:
         if self._buffer:
             write_behind(self._handle, self._buffer)
@@ -278,6 +313,17 @@ def _pread_into(fd: int, room: memoryview, position: int, *, direct: bool) -> in
         if exc.errno != errno.EINVAL or not direct:
             raise
         return _pread_into(fd, room, position, direct=False)  # an unaligned length
+
+
+def _pwritev_all(fd: int, views: list[memoryview], offset: int) -> None:
+    while views:
+        written = os.pwritev(fd, views, offset)
+        offset += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views = views[1:]
+        if views and written:
+            views = [views[0][written:], *views[1:]]
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

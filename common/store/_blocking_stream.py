@@ -87,7 +87,7 @@ def write_blocking(
             if appender.full:
                 while len(writes) >= appender.max_in_flight:
                     writes.popleft().result()  # its buffer is the one filled next
-                writes.append(writer.submit(appender.take_full()))
+                writes.append(writer.submit(appender.take_full_in_order()))
     finally:
         wait(writes)  # even on an error: the caller may then drop the file
     for write in writes:
