@@ -319,23 +319,20 @@ class UploadEngine:
         PATCH (settling.py); the last publishes its event and releases the lock (one
         commit) before its answer.
 
-        Where the server offers the ``socket``, a big body is claimed first, so that
-        its thread reads the client's bytes while the lock, the state and the store's
-        file are made ready (otherwise the parser stops at a 1 MiB backlog). A request
-        refused before its body is read then closes its connection after the answer.
+        Where the server offers the ``socket``, a big body is read from it on a thread.
+        Without a checksum the store's worker thread reads it into its own buffers
+        (ThreadBodyReader), claimed once the PATCH is accepted. A checksummed body is
+        spooled and hashed on the loop: it is claimed first, with read-ahead, so that
+        a thread reads the client's bytes while the lock and the state are made ready;
+        such a request refused before its body is read closes its connection.
         """
-        direct = None
-        if socket is not None:
-            # A checksummed chunk is spooled and hashed on the loop; any other goes to
-            # the store's worker thread, which reads the socket itself (ThreadBodyReader).
-            direct = socket.claim(
-                self.settings.tus_read_timeout_s, read_ahead=request.checksum is not None
-            )
+        claim = _BodyClaim(socket, self.settings.tus_read_timeout_s)
+        if request.checksum is not None:
+            claim.take(read_ahead=True)
         try:
-            return await self._append(user_id, upload_id, request, receive, direct)
+            return await self._append(user_id, upload_id, request, receive, claim)
         finally:
-            if direct is not None:
-                direct.release()  # before the answer: the connection's next request
+            claim.release()  # before the answer: the connection's next request
 
     async def _append(
         self,
@@ -343,7 +340,7 @@ class UploadEngine:
         upload_id: str,
         request: PatchRequest,
         receive: Receive,
-        direct: DirectBody | None,
+        claim: _BodyClaim,
     ) -> AppendResult:
         lease_s = self.settings.tus_lock_lease_s
         stages = _Stages()
@@ -380,6 +377,7 @@ class UploadEngine:
                 row = await self._declare_length(row, request.length, state.offset)
             bound = row.length if row.length is not None else self.max_size
             body: AsyncIterator[bytes] | ThreadBodyReader
+            direct = claim.take(read_ahead=request.checksum is not None)
             if direct is not None and not direct.read_ahead:
                 body = ThreadBodyReader(direct, limit=bound - state.offset)
             else:
@@ -710,3 +708,23 @@ class UploadEngine:
     async def owned(self, user_id: str, upload_id: str) -> Upload:
         """The row, for callers that only need ownership (status API)."""
         return await self._row(user_id, upload_id)
+
+
+class _BodyClaim:
+    """The request's socket body (when offered), claimed at most once, at the moment
+    the engine wants it, and released at the end of the request."""
+
+    def __init__(self, socket: SocketBody | None, timeout_s: float) -> None:
+        self._socket = socket
+        self._timeout_s = timeout_s
+        self._direct: DirectBody | None = None
+
+    def take(self, *, read_ahead: bool) -> DirectBody | None:
+        if self._direct is None and self._socket is not None:
+            self._direct = self._socket.claim(self._timeout_s, read_ahead=read_ahead)
+            self._socket = None  # one claim, taken or refused
+        return self._direct
+
+    def release(self) -> None:
+        if self._direct is not None:
+            self._direct.release()
