@@ -14,6 +14,11 @@ One file of random bytes (``VIDEOPICK_TEST_BENCH_MIB``, default 1024) is uploade
   into the upload's file and answers without fsync (it has no option for it): its 204
   means "in the page cache". For a durable comparison the table also shows tusd plus
   one fsync of the finished file (durable at the end only, still not per chunk);
+- the floor: ``tests/bench/tus_floor.py``, a bare durable receiver (a thread per
+  connection, the folder store's own O_DIRECT writer, fsync, rename and the folder's
+  fsync before each 204, one file per chunk; no framework, auth, database, lock or
+  events). What it reaches against tusd is what a durable server can reach with this
+  client on this disk; the rest of the gap is ours;
 - ``cp`` of the same file on the same disk, and ``cp`` plus one fsync;
 - ``dd bs=8M oflag=dsync``: each 8 MiB written durably before the next through the page
   cache, and ``oflag=direct,dsync`` around it as our folder store writes (O_DIRECT,
@@ -35,6 +40,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -183,6 +189,34 @@ def tusd_server(upload_dir: Path, log_path: Path) -> Iterator[str]:
                 process.wait()
 
 
+@contextlib.contextmanager
+def floor_server(folder: Path, log_path: Path) -> Iterator[str]:
+    """``tests/bench/tus_floor.py`` on 127.0.0.1, storing in ``folder``; its /files/ URL."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.tus_floor", str(port), str(folder)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the floor server exited:\n{log_path.read_text()}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the floor server did not listen")
+                time.sleep(0.05)  # polling its readiness, bounded by the deadline
+            yield f"http://127.0.0.1:{port}/files/"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
 def rate(seconds: float) -> float:
     return SIZE / seconds / 1e6
 
@@ -201,6 +235,7 @@ async def test_tus_throughput_against_tusd_and_cp(
         "ours": [],
         "tusd": [],
         "tusd_fsync": [],
+        "floor": [],
         "cp": [],
         "cp_fsync": [],
         "dd_dsync": [],
@@ -211,6 +246,7 @@ async def test_tus_throughput_against_tusd_and_cp(
     with (
         gateway_process(settings, tmp_path / "gateway.log", GATEWAY_ENV) as gateway_url,
         tusd_server(tusd_dir, tmp_path / "tusd.log") as tusd_url,
+        floor_server(tmp_path / "floor", tmp_path / "floor.log") as floor_url,
     ):
         async with httpx.AsyncClient(base_url=gateway_url, timeout=60.0) as http:
             user = await register_user(http, "bench")
@@ -236,6 +272,14 @@ async def test_tus_throughput_against_tusd_and_cp(
                 seconds["tusd_fsync"].append(elapsed + await asyncio.to_thread(fsync_file, stored))
                 stored.unlink()
                 stored.with_suffix(".info").unlink()
+
+            async def floor() -> None:
+                url, elapsed = await asyncio.to_thread(tuspy_upload, floor_url, "", source)
+                chunks = sorted((tmp_path / "floor").glob(url.rsplit("/", 1)[1] + ".*"))
+                assert sum(chunk.stat().st_size for chunk in chunks) == SIZE
+                seconds["floor"].append(elapsed)
+                for chunk in chunks:
+                    chunk.unlink()
 
             async def cp() -> None:
                 target = tmp_path / "copy.bin"
@@ -265,9 +309,9 @@ async def test_tus_throughput_against_tusd_and_cp(
                     assert target.stat().st_size == SIZE
                     target.unlink()
 
-            sides: list[Callable[[], Awaitable[None]]] = [ours, tusd, cp]
+            sides: list[Callable[[], Awaitable[None]]] = [ours, tusd, floor, cp]
             for round_ in range(ROUNDS):
-                order = sides[round_ % 3 :] + sides[: round_ % 3]
+                order = sides[round_ % len(sides) :] + sides[: round_ % len(sides)]
                 for side in order:
                     await side()
     medians = {name: statistics.median(values) for name, values in seconds.items()}
@@ -281,6 +325,7 @@ def print_table(medians: dict[str, float]) -> None:
         ("ours: gateway, folder store", "ours", "every chunk, before its 204"),
         (f"tusd {TUSD_VERSION}, filestore", "tusd", "never (page cache)"),
         ("tusd + one fsync at the end", "tusd_fsync", "at the end only"),
+        ("floor: bare durable receiver", "floor", "every chunk, before its 204"),
         ("cp", "cp", "never (page cache)"),
         ("cp + one fsync at the end", "cp_fsync", "at the end only"),
         ("dd bs=8M oflag=dsync", "dd_dsync", "every 8 MiB, through the page cache"),
@@ -294,6 +339,8 @@ def print_table(medians: dict[str, float]) -> None:
         print(f"  {label:<32} {rate(medians[key]):>8.1f} {medians[key]:>7.2f}  {durable}")
     print(f"  {'ratio ours / tusd':<32} {medians['tusd'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / (tusd + fsync)':<32} {medians['tusd_fsync'] / medians['ours']:>8.2f}")
+    print(f"  {'ratio floor / tusd':<32} {medians['tusd'] / medians['floor']:>8.2f}")
+    print(f"  {'ratio ours / floor':<32} {medians['floor'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / cp':<32} {medians['cp'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / dd direct,dsync':<32} {medians['dd_direct'] / medians['ours']:>8.2f}")
 
