@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -154,30 +153,43 @@ def tusd_binary() -> Path:
 def tusd_server(upload_dir: Path, log_path: Path) -> Iterator[str]:
     """tusd on 127.0.0.1 with its filestore in ``upload_dir``; its /files/ URL."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}/files/"
     upload_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(tusd_binary()),
+        "-host=127.0.0.1",
+        f"-port={port}",
+        f"-upload-dir={upload_dir}",
+        "-base-path=/files/",
+    ]
+    with tus_peer("tusd", command, f"http://127.0.0.1:{port}/files/", log_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def floor_server(folder: Path, log_path: Path) -> Iterator[str]:
+    """``tests/bench/tus_floor.py`` on 127.0.0.1, storing in ``folder``; its /files/ URL."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "tests.bench.tus_floor", str(port), str(folder)]
+    with tus_peer("the floor", command, f"http://127.0.0.1:{port}/files/", log_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def tus_peer(name: str, command: list[str], url: str, log_path: Path) -> Iterator[str]:
+    """``command``, a tus server at ``url``, from its first answer to the block's end."""
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(tusd_binary()),
-                "-host=127.0.0.1",
-                f"-port={port}",
-                f"-upload-dir={upload_dir}",
-                "-base-path=/files/",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"tusd exited:\n{log_path.read_text()[-2000:]}")
+                    raise RuntimeError(f"{name} exited:\n{log_path.read_text()[-2000:]}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.options(url, timeout=1.0).status_code in (200, 204):
-                        break
+                    httpx.options(url, timeout=1.0)  # any answer: it serves
+                    break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"tusd not ready:\n{log_path.read_text()[-2000:]}")
+                    raise RuntimeError(f"{name} not ready:\n{log_path.read_text()[-2000:]}")
                 time.sleep(0.05)  # polling its readiness, bounded by the deadline
             yield url
         finally:
@@ -187,34 +199,6 @@ def tusd_server(upload_dir: Path, log_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-@contextlib.contextmanager
-def floor_server(folder: Path, log_path: Path) -> Iterator[str]:
-    """``tests/bench/tus_floor.py`` on 127.0.0.1, storing in ``folder``; its /files/ URL."""
-    port = free_port()
-    folder.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.tus_floor", str(port), str(folder)],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the floor server exited:\n{log_path.read_text()}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the floor server did not listen")
-                time.sleep(0.05)  # polling its readiness, bounded by the deadline
-            yield f"http://127.0.0.1:{port}/files/"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def rate(seconds: float) -> float:
