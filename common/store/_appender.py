@@ -10,12 +10,12 @@ and the few bytes of an unaligned tail.
 
 :class:`DirectAppender` fills :data:`DIRECT_BUFFERS` aligned buffers in turn: while
 up to three are written on worker threads the event loop fills the next, so the disk
-works while the network still delivers. A body read on a thread
-(``_blocking_stream.py``) fills them there and has them written one at a time, in
-order (:meth:`DirectAppender.take_full_in_order`), which this disk prefers. With one write in flight, each next write
+works while the network still delivers. With one write in flight, each next write
 waited for the event loop to notice the last one had ended, and a busy loop (an
 upload's gateway also serves its events and requests) left the disk idle for more
-than half of an 8 MiB chunk (tus benchmark, timed per write).
+than half of an 8 MiB chunk (tus benchmark, timed per write). A body read on a
+thread (``_blocking_stream.py``) fills them there and has them written one at a time,
+in order (:meth:`DirectAppender.take_full_in_order`), which this disk prefers.
 
 Where ``O_DIRECT`` is refused (tmpfs, other systems) :class:`BufferedAppender` writes
 through the page cache and starts the writeback at once (``sync_file_range``), which
