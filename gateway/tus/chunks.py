@@ -162,15 +162,13 @@ class _ThreadFeed:
         reader: ThreadBodyReader,
         *,
         part_size: int,
-        min_part: int,
-        final_size: int | None,
+        is_tail: Callable[[int], bool],
         guard: Callable[[], None],
     ) -> None:
         self._head = memoryview(head)
         self._reader = reader
         self._part_size = part_size
-        self._min_part = min_part
-        self._final_size = final_size  # a part this big ends the upload
+        self._is_tail = is_tail  # of this many bytes: no part (ChunkWriter._is_tail)
         self._guard = guard
         self.total = 0
         self.interrupted: BodyInterrupted | None = None
@@ -197,8 +195,7 @@ class _ThreadFeed:
 
     def ended(self, read_back: Callable[[], bytes]) -> None:
         self._guard()
-        final = self.total == self._final_size
-        if self.total == 0 or (self.total < self._min_part and not final):
+        if self._is_tail(self.total):
             self.tail = read_back()
             raise _Divert
 
@@ -282,15 +279,19 @@ class ChunkWriter:
         return result
 
     def _thread_feed(self, head: bytes, reader: ThreadBodyReader, base: int) -> _ThreadFeed:
-        final = self._final_length - base if self._final_length is not None else None
         return _ThreadFeed(
             head,
             reader,
             part_size=self._part_size,
-            min_part=self._min_part,
-            final_size=final,
+            is_tail=lambda total: self._is_tail(base, total),
             guard=self._guard,
         )
+
+    def _is_tail(self, base: int, total: int) -> bool:
+        """``total`` bytes from ``base`` cannot be a part (too few, and not the upload's
+        end): they become the tail."""
+        final = self._final_length is not None and base + total == self._final_length
+        return total == 0 or (total < self._min_part and not final)
 
     async def _feed(
         self, head: bytes, source: _Source, base: int, kept: list[bytes]
@@ -314,8 +315,7 @@ class ChunkWriter:
                 kept.append(chunk)  # may still have to become the tail
             total += len(chunk)
             yield chunk
-        final = self._final_length is not None and base + total == self._final_length
-        if total == 0 or (total < self._min_part and not final):
+        if self._is_tail(base, total):
             raise _Divert
 
     async def _forget(self, key: str) -> None:
