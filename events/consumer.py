@@ -19,17 +19,20 @@ ack finds the row and skips the effect.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from fast_depends.exceptions import ValidationError as DependsValidationError
-from faststream import BaseMiddleware
+from faststream import BaseMiddleware, Context
+from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -133,52 +136,67 @@ class AckPolicyMiddleware(BaseMiddleware):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> bool | None:
-        msg = self.msg
-        if not isinstance(msg, Msg) or not _is_jetstream(msg) or msg._ackd:
+        raw = self.msg
+        # A batch subscriber hands over a list; each message is settled on its own
+        # (one the handler dead-lettered already is skipped).
+        msgs = raw if isinstance(raw, list) else [raw]
+        pending = [m for m in msgs if isinstance(m, Msg) and _is_jetstream(m) and not m._ackd]
+        if not pending:
             return False
-        meta = msg.metadata
-        consumer = meta.consumer or ""
-        policy = _policies.get(consumer, RetryPolicy())
-        event_type = event_type_of(msg.subject)
         if self._started is not None:
-            HANDLER_SECONDS.labels(consumer, event_type).observe(
-                time.perf_counter() - self._started
-            )
+            HANDLER_SECONDS.labels(
+                pending[0].metadata.consumer or "", event_type_of(pending[0].subject)
+            ).observe(time.perf_counter() - self._started)
         if exc_val is None:
-            await msg.ack_sync()
-            CONSUMED.labels(consumer, event_type, ACKED).inc()
+            await asyncio.gather(*(_ack(msg) for msg in pending))
             return False
         if not isinstance(exc_val, Exception):
             return False  # cancellation / shutdown: leave it for redelivery
-        delivery = meta.num_delivered
-        poison = isinstance(exc_val, POISON_ERRORS)
-        if poison or delivery >= policy.max_deliver:
-            await dead_letter(msg, exc_val)
-            await msg.term()
-            CONSUMED.labels(consumer, event_type, DEAD_LETTERED).inc()
-            log.error(
-                "dead-lettered",
-                consumer=consumer,
-                subject=msg.subject,
-                seq=meta.sequence.stream,
-                deliveries=delivery,
-                poison=poison,
-                error=_one_line(exc_val),
-            )
-        else:
-            delay = policy.delay_for(delivery)
-            await msg.nak(delay=delay)
-            CONSUMED.labels(consumer, event_type, RETRIED).inc()
-            log.warning(
-                "handler failed, will retry",
-                consumer=consumer,
-                subject=msg.subject,
-                seq=meta.sequence.stream,
-                delivery=delivery,
-                retry_in_s=delay,
-                error=_one_line(exc_val),
-            )
+        for msg in pending:
+            await _settle_failure(msg, exc_val)
         return True  # handled here; FastStream need not log it again
+
+
+async def _ack(msg: Msg) -> None:
+    await msg.ack_sync()
+    CONSUMED.labels(msg.metadata.consumer or "", event_type_of(msg.subject), ACKED).inc()
+
+
+async def _settle_failure(msg: Msg, error: Exception) -> None:
+    """Nak ``msg`` with its policy's delay, or dead-letter it when it is poison or out
+    of deliveries."""
+    meta = msg.metadata
+    consumer = meta.consumer or ""
+    policy = _policies.get(consumer, RetryPolicy())
+    event_type = event_type_of(msg.subject)
+    delivery = meta.num_delivered
+    poison = isinstance(error, POISON_ERRORS)
+    if poison or delivery >= policy.max_deliver:
+        await dead_letter(msg, error)
+        await msg.term()
+        CONSUMED.labels(consumer, event_type, DEAD_LETTERED).inc()
+        log.error(
+            "dead-lettered",
+            consumer=consumer,
+            subject=msg.subject,
+            seq=meta.sequence.stream,
+            deliveries=delivery,
+            poison=poison,
+            error=_one_line(error),
+        )
+    else:
+        delay = policy.delay_for(delivery)
+        await msg.nak(delay=delay)
+        CONSUMED.labels(consumer, event_type, RETRIED).inc()
+        log.warning(
+            "handler failed, will retry",
+            consumer=consumer,
+            subject=msg.subject,
+            seq=meta.sequence.stream,
+            delivery=delivery,
+            retry_in_s=delay,
+            error=_one_line(error),
+        )
 
 
 def _is_jetstream(msg: Msg) -> bool:
@@ -198,6 +216,7 @@ def durable_subscriber(
     subject: str | None = None,
     batch_size: int = 64,
     max_workers: int = 1,
+    batch_window_s: float | None = None,
     description: str | None = None,
     include_in_schema: bool = True,
 ) -> Callable[[Handler], Any]:
@@ -206,6 +225,10 @@ def durable_subscriber(
     Replicas of a component share the durable name and so split the work. The
     stream is bound with ``declare=False``: ``videopick events init`` owns it.
     Several fetchers on one durable document it once (``include_in_schema``).
+
+    With ``batch_window_s`` the handler gets up to ``batch_size`` messages gathered
+    for at most that long, undecoded (a :data:`BatchMessage`; :func:`decode_batch`
+    decodes it); every message of the batch is acked once the handler returns.
     """
     policy = policy or RetryPolicy()
     _policies[durable] = policy
@@ -224,11 +247,15 @@ def durable_subscriber(
     kwargs: dict[str, Any] = {}
     if max_workers > 1:
         kwargs["max_workers"] = max_workers
+    pull_sub: PullSub[bool] = PullSub(batch_size=batch_size, timeout=1.0)
+    if batch_window_s is not None:
+        pull_sub = PullSub(batch_size=batch_size, timeout=batch_window_s, batch=True)
+        kwargs["decoder"] = _undecoded
     return broker.subscriber(  # type: ignore[no-any-return]
         subject,
         stream=JStream(stream.name, declare=False),
         durable=durable,
-        pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
+        pull_sub=pull_sub,
         config=config,
         ack_policy=AckPolicy.MANUAL,
         title=f"{durable}:{event_type.event_type()}",
@@ -236,6 +263,27 @@ def durable_subscriber(
         include_in_schema=include_in_schema,
         **kwargs,
     )
+
+
+# What a batch handler takes: the batch with its raw messages.
+BatchMessage = Annotated[NatsBatchMessage, Context("message")]
+
+
+async def _undecoded(message: StreamMessage[Any]) -> None:
+    """Leave a batch undecoded: :func:`decode_batch` decodes it message by message,
+    so one undecodable message is dead-lettered alone, not with its whole batch."""
+
+
+async def decode_batch(batch: NatsBatchMessage, event_type: type[EventT]) -> list[EventT]:
+    """The batch's events, in order; an undecodable message is dead-lettered at once
+    (and so skipped when the batch is acked)."""
+    events: list[EventT] = []
+    for msg in batch.raw_message:
+        try:
+            events.append(msgspec.json.decode(msg.data, type=event_type))
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            await _settle_failure(msg, error)
+    return events
 
 
 async def run_once(

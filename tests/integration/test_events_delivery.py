@@ -25,7 +25,13 @@ from common.idempotency import ProcessedEvent
 from common.settings import Settings, load_settings
 from events.broker import create_broker
 from events.catalog import ChatMessage, StreamStarted, decode_event
-from events.consumer import RetryPolicy, durable_subscriber, run_once
+from events.consumer import (
+    BatchMessage,
+    RetryPolicy,
+    decode_batch,
+    durable_subscriber,
+    run_once,
+)
 from events.deadletters import DEAD_LETTER_STREAM, list_dead_letters, redrive
 from events.errors import PermanentError
 from events.publisher import EventPublisher
@@ -310,3 +316,76 @@ async def test_a_payload_that_cannot_be_decoded_is_dead_lettered_at_once(
     assert letter.original_msg_id == "junk-1"
     assert "ValidationError" in letter.error
     assert called == []
+
+
+# --- batches -------------------------------------------------------------------------
+
+
+async def test_a_batch_is_acked_together_and_a_poison_message_leaves_alone(
+    broker: NatsBroker, event_streams: JetStreamContext
+) -> None:
+    durable = "batch-test"
+    batches: list[list[str]] = []
+    received = asyncio.Event()
+
+    @durable_subscriber(
+        broker,
+        ChatMessage,
+        durable=durable,
+        policy=RetryPolicy(max_deliver=5),
+        batch_window_s=0.5,
+        batch_size=16,
+    )
+    async def handler(batch: BatchMessage) -> None:
+        events = await decode_batch(batch, ChatMessage)
+        batches.append([event.event_id for event in events])
+        if sum(map(len, batches)) == 3:
+            received.set()
+
+    events = [sample_event(ChatMessage, variant) for variant in range(3)]
+    await broker.connect()  # publish everything before the consumer starts
+    for event in events[:2]:
+        await publish(broker, event)
+    await event_streams.publish("chat.message.r1", b"{not json", headers={"Nats-Msg-Id": "j-2"})
+    await publish(broker, events[2])
+    await broker.start()
+    await asyncio.wait_for(received.wait(), DEADLINE_S)
+    await wait_until(lambda: settled(event_streams, "CHAT", durable), what="the acks")
+
+    # Gathered in one window; the garbage in the middle went to the dead letters alone.
+    assert batches == [[event.event_id for event in events]]
+    [letter] = await list_dead_letters(event_streams, consumer=durable)
+    assert letter.data == b"{not json"
+    assert letter.deliveries == 1
+
+
+async def test_a_failed_batch_is_retried_whole(
+    broker: NatsBroker, event_streams: JetStreamContext
+) -> None:
+    durable = "batch-retry-test"
+    policy = RetryPolicy(max_deliver=5, backoff_s=(0.2,), ack_wait_s=10.0)
+    seen: list[list[str]] = []
+    done = asyncio.Event()
+
+    @durable_subscriber(
+        broker, ChatMessage, durable=durable, policy=policy, batch_window_s=0.3, batch_size=16
+    )
+    async def handler(batch: BatchMessage) -> None:
+        seen.append(sorted(event.event_id for event in await decode_batch(batch, ChatMessage)))
+        if len(seen) == 1:
+            raise ConnectionError("the database is briefly away")
+        if sum(map(len, seen[1:])) == 2:
+            done.set()
+
+    events = [sample_event(ChatMessage, variant) for variant in range(2)]
+    await broker.connect()
+    for event in events:
+        await publish(broker, event)
+    await broker.start()
+    await asyncio.wait_for(done.wait(), DEADLINE_S)
+    await wait_until(lambda: settled(event_streams, "CHAT", durable), what="the acks")
+
+    ids = sorted(event.event_id for event in events)
+    assert seen[0] == ids  # both were nakked, both came back
+    assert sorted(event_id for retry in seen[1:] for event_id in retry) == ids
+    assert await stream_count(event_streams, DEAD_LETTER_STREAM) == 0

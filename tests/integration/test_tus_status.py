@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,7 +21,7 @@ from events.catalog import (
 )
 from events.envelope import Event
 from gateway.tus.models import UploadStatus
-from gateway.tus.status import apply_status_event
+from gateway.tus.status import apply_status_event, newest_per_upload
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +79,18 @@ async def test_the_first_final_state_wins(db_engine: AsyncEngine) -> None:
     assert row[7:9] == ("not_media", "Nope.")
     cancelled = UploadRejected(upload_id=UPLOAD, user_id="u1", code="cancelled", reason="x")
     assert (await fold(db_engine, [cancelled, created]))[1] == "cancelled"
+
+
+async def test_a_batch_of_chunks_folds_like_each_of_them(db_engine: AsyncEngine) -> None:
+    created, first, last, _ = happy_path()
+    other = ChunkUploaded(upload_id="f" * 32, offset=0, length=3, part_number=1,
+                          occurred_at=T0 + timedelta(seconds=5))  # fmt: skip
+    # The later date of the first chunk must carry over to the furthest one.
+    late_first = msgspec.structs.replace(first, occurred_at=T0 + timedelta(hours=2))
+    for batch in itertools.permutations([late_first, last, other, last]):
+        newest = newest_per_upload(batch)
+        assert [chunk.upload_id for chunk in newest] == sorted({UPLOAD, "f" * 32})
+        assert await fold(db_engine, [created, *newest]) == await fold(db_engine, [created, *batch])
+    [only] = newest_per_upload([late_first, last])
+    assert (only.offset, only.complete) == (4, True)
+    assert only.occurred_at == T0 + timedelta(hours=2)
