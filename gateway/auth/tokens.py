@@ -11,6 +11,11 @@ header ``kid``. Verification, in order, each failure a 401 with its reason:
    HS256-with-a-public-key and any other family switch fail here;
 4. claims: exp, iat, iss, aud, user_id required (PyJWT only checks ``exp`` when present,
    NOTES.md), ``iss`` and ``aud`` compared exactly, ``nbf`` honoured when present.
+
+A token that passed is remembered (the last :data:`VERIFIED_CACHE` of them), so the
+next request with the same bytes skips parsing and the signature, which cost ~0.1 ms
+of the event loop on each tus PATCH. Only the checks that can change are
+repeated: its key still accepted (step 2) and ``exp``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ MAX_TOKEN_BYTES: Final = 8 * 1024
 # Tolerated clock skew between gateway processes/hosts.
 LEEWAY_S: Final = 30
 REQUIRED_CLAIMS: Final = ("exp", "iat", "iss", "aud", "user_id")
+VERIFIED_CACHE: Final = 4096
 
 
 class InvalidToken(Exception):  # noqa: N818 - reads as the verdict at call sites
@@ -58,6 +64,7 @@ class TokenService:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._ttl_s = settings.jwt_ttl_s
+        self._verified: dict[str, AccessClaims] = {}  # insertion order: oldest first
 
     @property
     def keys(self) -> KeySet:
@@ -85,6 +92,9 @@ class TokenService:
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken(f"token larger than {MAX_TOKEN_BYTES} bytes")
         moment = _now()
+        known = self._verified.get(token)
+        if known is not None:
+            return self._still_valid(known, moment)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -103,9 +113,23 @@ class TokenService:
             raise InvalidToken("token has no valid user_id")
         if claims.get("iss") != self._issuer or claims.get("aud") != self._audience:
             raise InvalidToken("token issuer or audience mismatch")
-        return AccessClaims(
+        verified = AccessClaims(
             user_id=user_id, kid=kid, issued_at=int(claims["iat"]), expires_at=int(claims["exp"])
         )
+        if len(self._verified) >= VERIFIED_CACHE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = verified
+        return verified
+
+    def _still_valid(self, claims: AccessClaims, moment: dt.datetime) -> AccessClaims:
+        """A remembered token: what time can change (as the full path words it)."""
+        try:
+            self._keys.verification_key(claims.kid, moment)
+        except KeyRejected as exc:
+            raise InvalidToken(str(exc)) from exc
+        if moment.timestamp() >= claims.expires_at + LEEWAY_S:
+            raise InvalidToken("token expired")
+        return claims
 
     def _decode(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
         try:

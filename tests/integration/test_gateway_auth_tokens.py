@@ -252,6 +252,36 @@ def test_rotation_overlap_window(tmp_path: Path) -> None:
         gone.verify(old_token)
 
 
+def test_a_remembered_token_still_expires_and_its_key_still_retires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified tokens are remembered; time still counts against them."""
+    _write_ed25519(tmp_path, "k2025")
+    _write_ed25519(tmp_path, "k2026")
+    old_token = TokenService(*_pair(_eddsa_settings(tmp_path, active="k2025"))).issue("u1").token
+    # Retired half an hour ago with a one-hour overlap: accepted for 30 more minutes.
+    service = TokenService(
+        *_pair(_eddsa_settings(tmp_path, "k2026", retired=f"k2025@{_ago(0.5)}", overlap_s=3600))
+    )
+    new_token = service.issue("u1").token
+    assert service.verify(old_token).user_id == "u1"
+    assert service.verify(new_token).user_id == "u1"
+    # The remembered answer skips the signature, not the checks that time changes.
+    monkeypatch.setattr(jwt, "decode", None)  # any full verification would now fail
+    assert service.verify(old_token).user_id == "u1"
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=31)
+    monkeypatch.setattr("gateway.auth.tokens._now", lambda: later)
+    with pytest.raises(InvalidToken, match="retired"):
+        service.verify(old_token)
+    assert service.verify(new_token).user_id == "u1"
+
+    expired = dt.datetime.fromtimestamp(service.verify(new_token).expires_at + 31, dt.UTC)
+    monkeypatch.setattr("gateway.auth.tokens._now", lambda: expired)
+    with pytest.raises(InvalidToken, match="expired"):
+        service.verify(new_token)
+
+
 def test_a_published_key_verifies_before_it_signs(tmp_path: Path) -> None:
     """Step 1 of a rollout: the new key is in every process before any signs with it."""
     _write_ed25519(tmp_path, "current")
