@@ -24,15 +24,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from fast_depends.exceptions import ValidationError as DependsValidationError
-from faststream import BaseMiddleware, Context
+from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -226,9 +225,10 @@ def durable_subscriber(
     stream is bound with ``declare=False``: ``videopick events init`` owns it.
     Several fetchers on one durable document it once (``include_in_schema``).
 
-    With ``batch_window_s`` the handler gets up to ``batch_size`` messages gathered
-    for at most that long, undecoded (a :data:`BatchMessage`; :func:`decode_batch`
-    decodes it); every message of the batch is acked once the handler returns.
+    With ``batch_window_s`` the handler takes ``list[event_type]``: up to
+    ``batch_size`` messages gathered for at most that long. Each is decoded on its
+    own, so an undecodable one is dead-lettered alone, not with its batch; the rest
+    are acked together once the handler returns (or naked together when it raises).
     """
     policy = policy or RetryPolicy()
     _policies[durable] = policy
@@ -250,7 +250,7 @@ def durable_subscriber(
     pull_sub: PullSub[bool] = PullSub(batch_size=batch_size, timeout=1.0)
     if batch_window_s is not None:
         pull_sub = PullSub(batch_size=batch_size, timeout=batch_window_s, batch=True)
-        kwargs["decoder"] = _undecoded
+        kwargs["decoder"] = _batch_decoder(event_type)
     return broker.subscriber(  # type: ignore[no-any-return]
         subject,
         stream=JStream(stream.name, declare=False),
@@ -265,25 +265,23 @@ def durable_subscriber(
     )
 
 
-# What a batch handler takes: the batch with its raw messages.
-BatchMessage = Annotated[NatsBatchMessage, Context("message")]
+def _batch_decoder(
+    event_type: type[EventT],
+) -> Callable[[StreamMessage[list[Msg]]], Awaitable[list[EventT]]]:
+    async def decode(batch: StreamMessage[list[Msg]]) -> list[EventT]:
+        """The batch's events, in order; an undecodable message is dead-lettered at
+        once (and so skipped when the batch is acked)."""
+        events: list[EventT] = []
+        for msg in batch.raw_message:
+            if msg._ackd:
+                continue
+            try:
+                events.append(msgspec.json.decode(msg.data, type=event_type))
+            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                await _settle_failure(msg, error)
+        return events
 
-
-async def _undecoded(message: StreamMessage[Any]) -> None:
-    """Leave a batch undecoded: :func:`decode_batch` decodes it message by message,
-    so one undecodable message is dead-lettered alone, not with its whole batch."""
-
-
-async def decode_batch(batch: NatsBatchMessage, event_type: type[EventT]) -> list[EventT]:
-    """The batch's events, in order; an undecodable message is dead-lettered at once
-    (and so skipped when the batch is acked)."""
-    events: list[EventT] = []
-    for msg in batch.raw_message:
-        try:
-            events.append(msgspec.json.decode(msg.data, type=event_type))
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
-            await _settle_failure(msg, error)
-    return events
+    return decode
 
 
 async def run_once(

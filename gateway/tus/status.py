@@ -36,7 +36,7 @@ from events.catalog import (
     UploadExpired,
     UploadRejected,
 )
-from events.consumer import BatchMessage, RetryPolicy, decode_batch, durable_subscriber
+from events.consumer import RetryPolicy, durable_subscriber
 from events.envelope import Event
 from gateway.tus.engine import CANCELLED_CODE
 from gateway.tus.models import StatusState, UploadStatus
@@ -241,13 +241,12 @@ def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> N
         await fold(event)
 
     @subscriber(ChunkUploaded, batch_window_s=CHUNK_WINDOW_S, batch_size=CHUNK_BATCH)
-    async def on_chunks(batch: BatchMessage) -> None:
-        chunks = newest_per_upload(await decode_batch(batch, ChunkUploaded))
+    async def on_chunks(chunks: list[ChunkUploaded]) -> None:
         if not chunks:
             return
         sessions, expiry_s = context()
         async with sessions.begin() as session:
-            for chunk in chunks:
+            for chunk in newest_per_upload(chunks):
                 await apply_status_event(session, chunk, expiry_s=expiry_s)
 
     @subscriber(UploadCompleted)

@@ -25,13 +25,7 @@ from common.idempotency import ProcessedEvent
 from common.settings import Settings, load_settings
 from events.broker import create_broker
 from events.catalog import ChatMessage, StreamStarted, decode_event
-from events.consumer import (
-    BatchMessage,
-    RetryPolicy,
-    decode_batch,
-    durable_subscriber,
-    run_once,
-)
+from events.consumer import RetryPolicy, durable_subscriber, run_once
 from events.deadletters import DEAD_LETTER_STREAM, list_dead_letters, redrive
 from events.errors import PermanentError
 from events.publisher import EventPublisher
@@ -336,8 +330,7 @@ async def test_a_batch_is_acked_together_and_a_poison_message_leaves_alone(
         batch_window_s=0.5,
         batch_size=16,
     )
-    async def handler(batch: BatchMessage) -> None:
-        events = await decode_batch(batch, ChatMessage)
+    async def handler(events: list[ChatMessage]) -> None:
         batches.append([event.event_id for event in events])
         if sum(map(len, batches)) == 3:
             received.set()
@@ -370,8 +363,8 @@ async def test_a_failed_batch_is_retried_whole(
     @durable_subscriber(
         broker, ChatMessage, durable=durable, policy=policy, batch_window_s=0.3, batch_size=16
     )
-    async def handler(batch: BatchMessage) -> None:
-        seen.append(sorted(event.event_id for event in await decode_batch(batch, ChatMessage)))
+    async def handler(events: list[ChatMessage]) -> None:
+        seen.append(sorted(event.event_id for event in events))
         if len(seen) == 1:
             raise ConnectionError("the database is briefly away")
         if sum(map(len, seen[1:])) == 2:
