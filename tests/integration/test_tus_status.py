@@ -83,6 +83,8 @@ async def test_the_first_final_state_wins(db_engine: AsyncEngine) -> None:
 
 async def test_a_batch_of_chunks_folds_like_each_of_them(db_engine: AsyncEngine) -> None:
     created, first, last, _ = happy_path()
+    assert isinstance(first, ChunkUploaded)
+    assert isinstance(last, ChunkUploaded)
     other = ChunkUploaded(upload_id="f" * 32, offset=0, length=3, part_number=1,
                           occurred_at=T0 + timedelta(seconds=5))  # fmt: skip
     # The later date of the first chunk must carry over to the furthest one.
