@@ -230,6 +230,10 @@ def durable_subscriber(
     own, so an undecodable one is dead-lettered alone, not with its batch; the rest
     are acked together once the handler returns (or naked together when it raises).
     """
+    if batch_window_s is not None and max_workers > 1:
+        # FastStream would drop the batching with a warning, and the handler would get
+        # single events it does not expect.
+        raise ValueError(f"{durable}: batch_window_s and max_workers do not combine")
     policy = policy or RetryPolicy()
     _policies[durable] = policy
     subject = subject or event_type.subject_filter()

@@ -23,6 +23,7 @@ from events.catalog import (
     EVENT_TYPES,
     EVENTS_BY_TYPE,
     ChatAccepted,
+    ChunkUploaded,
     StreamStarted,
     UploadCompleted,
     decode_event,
@@ -305,6 +306,24 @@ def test_asyncapi_lists_subscribers_and_declared_publishers() -> None:
     # The whole catalog is described, used by a channel or not.
     assert set(EVENTS_BY_TYPE) <= set(schemas)
     json.dumps(document)  # plain JSON data
+
+
+def test_a_batch_subscriber_documents_an_array_and_refuses_workers() -> None:
+    from events.consumer import durable_subscriber
+
+    broker = create_broker(load_settings({}), name="gateway")
+
+    @durable_subscriber(broker, ChunkUploaded, durable="batch-doc", batch_window_s=0.25)
+    async def on_chunks(chunks: list[ChunkUploaded]) -> None:
+        raise AssertionError("never called: the broker is not started")
+
+    payload = _payload(build_asyncapi([broker]), "batch-doc:chunk.uploaded")
+    assert payload["type"] == "array"
+    assert set(ChunkUploaded.__struct_fields__) <= set(payload["items"]["properties"])
+    with pytest.raises(ValueError, match="do not combine"):
+        durable_subscriber(
+            broker, ChunkUploaded, durable="batch-workers", batch_window_s=0.25, max_workers=4
+        )
 
 
 class LookupQuery(msgspec.Struct, frozen=True, kw_only=True):
