@@ -170,18 +170,13 @@ async def _settle_failure(msg: Msg, error: Exception) -> None:
     event_type = event_type_of(msg.subject)
     delivery = meta.num_delivered
     poison = isinstance(error, POISON_ERRORS)
+    where = {"consumer": consumer, "subject": msg.subject, "seq": meta.sequence.stream}
     if poison or delivery >= policy.max_deliver:
         await dead_letter(msg, error)
         await msg.term()
         CONSUMED.labels(consumer, event_type, DEAD_LETTERED).inc()
         log.error(
-            "dead-lettered",
-            consumer=consumer,
-            subject=msg.subject,
-            seq=meta.sequence.stream,
-            deliveries=delivery,
-            poison=poison,
-            error=_one_line(error),
+            "dead-lettered", **where, deliveries=delivery, poison=poison, error=_one_line(error)
         )
     else:
         delay = policy.delay_for(delivery)
@@ -189,9 +184,7 @@ async def _settle_failure(msg: Msg, error: Exception) -> None:
         CONSUMED.labels(consumer, event_type, RETRIED).inc()
         log.warning(
             "handler failed, will retry",
-            consumer=consumer,
-            subject=msg.subject,
-            seq=meta.sequence.stream,
+            **where,
             delivery=delivery,
             retry_in_s=delay,
             error=_one_line(error),
