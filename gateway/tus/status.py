@@ -17,10 +17,9 @@ loop enough to slow the uploads it reports on (README, tus benchmark).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
-import msgspec
 from faststream.nats import NatsBroker
 from sqlalchemy import BigInteger, Table, Text, case, literal
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,17 +35,13 @@ from events.catalog import (
     UploadExpired,
     UploadRejected,
 )
+from events.chunks import newest_per_upload
 from events.consumer import RetryPolicy, durable_subscriber
 from events.envelope import Event
 from gateway.tus.engine import CANCELLED_CODE
 from gateway.tus.models import StatusState, UploadStatus
 
-__all__ = [
-    "CONSUMER_PREFIX",
-    "apply_status_event",
-    "newest_per_upload",
-    "register_status_subscribers",
-]
+__all__ = ["CONSUMER_PREFIX", "apply_status_event", "register_status_subscribers"]
 
 CONSUMER_PREFIX: Final = "gateway-upload-status"
 _TABLE = cast(Table, UploadStatus.__table__)
@@ -175,24 +170,6 @@ async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: f
             fill={"user_id": event.user_id, "size": event.size},
             final={"reason_code": "expired", "reason": "the upload was not finished in time"},
         )
-
-
-def newest_per_upload(chunks: Iterable[ChunkUploaded]) -> list[ChunkUploaded]:
-    """One event per upload that folds like all of its chunks: the chunk ending
-    furthest (the completing one, on a tie), dated by the latest of them, since the
-    expiry and ``updated_at`` follow the newest event. Sorted by upload, so concurrent
-    folds take row locks in one order."""
-    newest: dict[str, ChunkUploaded] = {}
-    for chunk in chunks:
-        seen = newest.get(chunk.upload_id)
-        if seen is None:
-            newest[chunk.upload_id] = chunk
-            continue
-        reach = (chunk.offset + chunk.length, chunk.complete)
-        further = chunk if reach > (seen.offset + seen.length, seen.complete) else seen
-        at = max(chunk.occurred_at, seen.occurred_at)
-        newest[chunk.upload_id] = msgspec.structs.replace(further, occurred_at=at)
-    return [newest[upload_id] for upload_id in sorted(newest)]
 
 
 StatusContext = Callable[[], tuple[async_sessionmaker[AsyncSession], float]]

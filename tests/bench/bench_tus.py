@@ -28,7 +28,10 @@ One file of random bytes (``VIDEOPICK_TEST_BENCH_MIB``, default 1024) is uploade
 The source file is read once first so every side starts with it in the page cache.
 Rounds (``VIDEOPICK_TEST_BENCH_ROUNDS``, default 3) rotate who goes first; medians are
 printed with the ratios ours / tusd. The uploader is not running: the figure is the
-gateway's ingest alone.
+gateway's ingest alone. ``VIDEOPICK_TEST_BENCH_TUS_UPLOADER=1`` runs ``python -m
+uploader`` beside it, as ``videopick up`` does (it records every chunk and, once an
+upload is complete, assembles, hashes and probes it): each of our rounds then also
+waits, outside the timing, until the uploader has given its verdict.
 
 A second benchmark uploads the same way to MinIO (ours only: S3 parts, no fsync of
 ours to count; MinIO does its own).
@@ -51,11 +54,12 @@ import httpx
 import msgspec
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from common.nats_server import free_port
 from common.settings import Settings
 from common.store.local import MULTIPART_DIR
-from tests.fixtures.gateway import gateway_process, register_user
+from tests.fixtures.gateway import GatewayUser, gateway_env, gateway_process, register_user
 from tests.integration.test_tus_fixtures import (
     MiB,
     StackFactory,
@@ -70,6 +74,7 @@ SIZE = int(os.environ.get("VIDEOPICK_TEST_BENCH_MIB", "1024")) * MiB
 ROUNDS = int(os.environ.get("VIDEOPICK_TEST_BENCH_ROUNDS", "3"))
 CHUNK = 8 * MiB
 DB_ENV = "VIDEOPICK_TEST_BENCH_TUS_DB"
+WITH_UPLOADER = os.environ.get("VIDEOPICK_TEST_BENCH_TUS_UPLOADER") == "1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TUSD_MODULE = "github.com/tus/tusd/v2/cmd/tusd"
 TUSD_VERSION = "v2.9.1"
@@ -201,6 +206,50 @@ def tus_peer(name: str, command: list[str], url: str, log_path: Path) -> Iterato
                 process.wait()
 
 
+@contextlib.contextmanager
+def uploader_process(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m uploader`` on the gateway's settings."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uploader"],
+            cwd=REPO_ROOT,
+            env=gateway_env(settings, 0),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+
+
+async def fetching_chunks(js: JetStreamContext, process: subprocess.Popen[bytes]) -> None:
+    """Until the uploader's chunk consumers wait for messages."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert process.poll() is None, "the uploader exited (uploader.log says why)"
+        with contextlib.suppress(NotFoundError):
+            durables = ("uploader-chunks", "uploader-progress")
+            infos = [await js.consumer_info("UPLOADS", durable) for durable in durables]
+            if all(info.num_waiting for info in infos):
+                return
+        assert time.monotonic() < deadline, "the uploader never fetched its chunks"
+        await asyncio.sleep(0.1)
+
+
+async def verdict(http: httpx.AsyncClient, user: GatewayUser, upload_id: str) -> str:
+    """The upload's final state, once the uploader has given it."""
+    deadline = time.monotonic() + 300.0
+    while True:
+        response = await http.get(f"/api/v2/upload/{upload_id}", headers=user.headers)
+        state = str(response.json()["state"])
+        if state not in ("uploading", "processing"):
+            return state
+        assert time.monotonic() < deadline, f"no verdict on {upload_id}: {state}"
+        await asyncio.sleep(0.2)
+
+
 def rate(seconds: float) -> float:
     return SIZE / seconds / 1e6
 
@@ -232,7 +281,15 @@ async def test_tus_throughput_against_tusd_and_cp(
         tusd_server(tusd_dir, tmp_path / "tusd.log") as tusd_url,
         floor_server(tmp_path / "floor", tmp_path / "floor.log") as floor_url,
     ):
-        async with httpx.AsyncClient(base_url=gateway_url, timeout=60.0) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            if WITH_UPLOADER:
+                log = tmp_path / "uploader.log"
+                await fetching_chunks(
+                    event_streams, stack.enter_context(uploader_process(settings, log))
+                )
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=gateway_url, timeout=60.0)
+            )
             user = await register_user(http, "bench")
 
             async def ours() -> None:
@@ -244,9 +301,11 @@ async def test_tus_throughput_against_tusd_and_cp(
                 head = await http.head(f"/files/{upload_id}", headers=headers)
                 assert int(head.headers["upload-offset"]) == SIZE
                 seconds["ours"].append(elapsed)
+                if WITH_UPLOADER:  # random bytes are no media
+                    assert await verdict(http, user, upload_id) == "rejected"
                 # A complete upload cannot be terminated (the uploader owns it now):
                 # free the disk for the next round by hand.
-                await asyncio.to_thread(shutil.rmtree, multipart_dir)
+                await asyncio.to_thread(shutil.rmtree, multipart_dir, ignore_errors=True)
 
             async def tusd() -> None:
                 url, elapsed = await asyncio.to_thread(tuspy_upload, tusd_url, "", source)

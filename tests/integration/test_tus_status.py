@@ -19,9 +19,10 @@ from events.catalog import (
     UploadExpired,
     UploadRejected,
 )
+from events.chunks import newest_per_upload
 from events.envelope import Event
 from gateway.tus.models import UploadStatus
-from gateway.tus.status import apply_status_event, newest_per_upload
+from gateway.tus.status import apply_status_event
 
 pytestmark = pytest.mark.integration
 
