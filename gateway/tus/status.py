@@ -188,6 +188,13 @@ POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(1.0, 2.0, 5.0, 15.0, 60.0)
 # durable offset (HEAD) by about this much.
 CHUNK_WINDOW_S: Final = 0.25
 CHUNK_BATCH: Final = 256
+# A short AckWait: FastStream's batch loop can drop a window it was gathering (nats-py
+# raises a plain TimeoutError it does not catch; the task restarts) and JetStream then
+# redelivers it after AckWait. A fold takes milliseconds; a slow one folding twice is
+# harmless.
+CHUNK_POLICY: Final = RetryPolicy(
+    max_deliver=POLICY.max_deliver, backoff_s=POLICY.backoff_s, ack_wait_s=5.0
+)
 
 
 def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> None:
@@ -198,12 +205,14 @@ def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> N
     undecodable payloads go to the dead-letter stream at once.
     """
 
-    def subscriber(event_type: type[Event], **batching: Any) -> Callable[[Handler], Any]:
+    def subscriber(
+        event_type: type[Event], policy: RetryPolicy = POLICY, **batching: Any
+    ) -> Callable[[Handler], Any]:
         return durable_subscriber(
             broker,
             event_type,
             durable=f"{CONSUMER_PREFIX}-{event_type.event_type().replace('.', '-')}",
-            policy=POLICY,
+            policy=policy,
             description=f"Upload status projection: {event_type.event_type()}",
             **batching,
         )
@@ -217,7 +226,7 @@ def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> N
     async def on_created(event: UploadCreated) -> None:
         await fold(event)
 
-    @subscriber(ChunkUploaded, batch_window_s=CHUNK_WINDOW_S, batch_size=CHUNK_BATCH)
+    @subscriber(ChunkUploaded, CHUNK_POLICY, batch_window_s=CHUNK_WINDOW_S, batch_size=CHUNK_BATCH)
     async def on_chunks(chunks: list[ChunkUploaded]) -> None:
         if not chunks:
             return
