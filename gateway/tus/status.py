@@ -16,6 +16,7 @@ loop enough to slow the uploads it reports on (README, tus benchmark).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
@@ -192,9 +193,7 @@ CHUNK_BATCH: Final = 256
 # raises a plain TimeoutError it does not catch; the task restarts) and JetStream then
 # redelivers it after AckWait. A fold takes milliseconds; a slow one folding twice is
 # harmless.
-CHUNK_POLICY: Final = RetryPolicy(
-    max_deliver=POLICY.max_deliver, backoff_s=POLICY.backoff_s, ack_wait_s=5.0
-)
+CHUNK_POLICY: Final = dataclasses.replace(POLICY, ack_wait_s=5.0)
 
 
 def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> None:

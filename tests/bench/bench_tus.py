@@ -60,6 +60,7 @@ from common.nats_server import free_port
 from common.settings import Settings
 from common.store.local import MULTIPART_DIR
 from tests.fixtures.gateway import GatewayUser, gateway_env, gateway_process, register_user
+from tests.integration.live_stack import stop_process
 from tests.integration.test_tus_fixtures import (
     MiB,
     StackFactory,
@@ -198,12 +199,7 @@ def tus_peer(name: str, command: list[str], url: str, log_path: Path) -> Iterato
                 time.sleep(0.05)  # polling its readiness, bounded by the deadline
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 @contextlib.contextmanager
@@ -220,8 +216,7 @@ def uploader_process(settings: Settings, log_path: Path) -> Iterator[subprocess.
         try:
             yield process
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            stop_process(process)
 
 
 async def fetching_chunks(js: JetStreamContext, process: subprocess.Popen[bytes]) -> None:
