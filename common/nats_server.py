@@ -65,6 +65,11 @@ class NatsServerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code if the server ended on its own (``stop`` and ``kill`` forget it)."""
+        return self._process.poll() if self._process else None
+
     def start(self, timeout_s: float = 15.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats.conf"

@@ -29,8 +29,13 @@ pytestmark = pytest.mark.cluster
 BURST = 30
 OUTAGE_S = 8.0
 LIVE_S = 60.0
+# A handler that failed while its stream had no leader is retried after its policy's
+# backoff (up to 60 s by the fourth delivery), and a fetch cut by the kill leaves its
+# messages to AckWait (60 s): catching up may take both.
+CATCH_UP_S = 150.0
 
 
+@pytest.mark.timeout(480)
 async def test_nats_node_killed_loses_no_acknowledged_event(
     cluster: Cluster, tmp_path: Any
 ) -> None:
@@ -127,7 +132,16 @@ async def test_nats_node_killed_loses_no_acknowledged_event(
                 await live.wait()
 
         await wait_for(lambda: _replicated(nc), "three current replicas of every stream", 60)
-        await wait_for(lambda: _caught_up(nc), "every durable consumer caught up", 90)
+        lagging: list[str] = []
+
+        async def caught_up() -> bool:
+            lagging[:] = await _lagging_consumers(nc)
+            return not lagging
+
+        try:
+            await wait_for(caught_up, "every durable consumer caught up", CATCH_UP_S)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; still behind: {lagging}") from None
         await wait_for(lambda: _same_everywhere(cluster), "the same CHAT on every node", 30)
     await nc.close()
 
@@ -152,13 +166,18 @@ async def _replicated(nc: Client) -> bool:
     return True
 
 
-async def _caught_up(nc: Client) -> bool:
+async def _lagging_consumers(nc: Client) -> list[str]:
+    """Each durable consumer with messages pending or unacknowledged, and how many."""
     js = nc.jetstream()
+    lagging: list[str] = []
     for name in ("CHAT", "MEDIA", "UPLOADS", "ACCOUNTS"):
         for info in await js.consumers_info(name):
             if info.config.durable_name and (info.num_pending or info.num_ack_pending):
-                return False
-    return True
+                lagging.append(
+                    f"{name}/{info.config.durable_name} pending={info.num_pending}"
+                    f" ack_pending={info.num_ack_pending} redelivered={info.num_redelivered}"
+                )
+    return lagging
 
 
 async def _same_everywhere(cluster: Cluster) -> bool:

@@ -18,25 +18,34 @@ from gateway.projections.stats import ViewerReporter
 
 pytestmark = pytest.mark.integration
 
+STEP_DEADLINE_S = 30.0
+
 
 async def test_counts_are_published_for_the_stats_projection(
     event_streams: JetStreamContext, settings: Settings
 ) -> None:
-    broker = create_broker(settings, name="test-viewers")
-    await broker.connect()
+    # Bounded here, not by pytest's 300 s: a hang names the await it hung in.
+    async with asyncio.timeout(STEP_DEADLINE_S):
+        broker = create_broker(settings, name="test-viewers")
+        await broker.connect()
     reporter = ViewerReporter(EventPublisher(broker, producer="gateway"), gateway_id="gw-a")
     tracker = ViewerTracker()
     tracker.seen("s1", viewer_key("10.0.0.1", "a"))
     tracker.seen("s1", viewer_key("10.0.0.2", "b"))
     task = asyncio.create_task(report_forever(tracker, reporter.report_viewers, 0.05))
-    subscription = await event_streams.subscribe("stats.viewers.s1", ordered_consumer=True)
     try:
-        message = await subscription.next_msg(timeout=10)
-        event = msgspec.json.decode(message.data, type=StatsViewers)
-        assert (event.stream_id, event.gateway_id, event.viewers) == ("s1", "gw-a", 2)
+        async with asyncio.timeout(STEP_DEADLINE_S):
+            subscription = await event_streams.subscribe("stats.viewers.s1", ordered_consumer=True)
+        try:
+            message = await subscription.next_msg(timeout=10)
+            event = msgspec.json.decode(message.data, type=StatsViewers)
+            assert (event.stream_id, event.gateway_id, event.viewers) == ("s1", "gw-a", 2)
+        finally:
+            async with asyncio.timeout(STEP_DEADLINE_S):
+                await subscription.unsubscribe()
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await subscription.unsubscribe()
-        await broker.stop()
+        async with asyncio.timeout(STEP_DEADLINE_S):
+            await broker.stop()
