@@ -189,10 +189,9 @@ POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(1.0, 2.0, 5.0, 15.0, 60.0)
 # durable offset (HEAD) by about this much.
 CHUNK_WINDOW_S: Final = 0.25
 CHUNK_BATCH: Final = 256
-# A short AckWait: FastStream's batch loop can drop a window it was gathering (nats-py
-# raises a plain TimeoutError it does not catch; the task restarts) and JetStream then
-# redelivers it after AckWait. A fold takes milliseconds; a slow one folding twice is
-# harmless.
+# A short AckWait: a window FastStream's batch loop drops unacked (its fetch cut by a
+# lost connection) comes back in seconds, not 30. A fold takes milliseconds; a slow
+# one folding twice is harmless.
 CHUNK_POLICY: Final = dataclasses.replace(POLICY, ack_wait_s=5.0)
 
 

@@ -73,6 +73,7 @@ from ingest.auth import hash_key
 from ingest.packager.flvfile import read_tags
 from ingest.rtmp.bench import cpu_seconds, make_clip
 from tests.bench.nginx_rtmp import NginxRtmp, nginx_rtmp
+from tests.bench.procs import listening_pids
 from tests.bench.rtmp_publish import FLV_SCRIPT, FLV_VIDEO, RtmpPublisher, chunk_tags
 from tests.integration.live_stack import ingest_caught_up, ingest_process
 
@@ -97,26 +98,6 @@ PEER = os.environ.get("VIDEOPICK_BENCH_CAPACITY_PEER", "1") != "0"
 THUMBNAILS = os.environ.get("VIDEOPICK_BENCH_CAPACITY_THUMBNAILS", "1") != "0"
 PROFILE_DIR = os.environ.get("VIDEOPICK_BENCH_PROFILE", "")
 CACHE = Path.home() / ".cache" / "videopick" / "bench"
-
-
-def listening_pids(pids: list[int], port: int) -> set[int]:
-    """Which of ``pids`` hold a listening TCP socket on ``port`` (Linux /proc)."""
-    inodes: set[str] = set()
-    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
-        with contextlib.suppress(OSError):
-            for line in table.read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    found: set[int] = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if str(fd.readlink()) in inodes:
-                        found.add(pid)
-                        break
-    return found
 
 
 async def wait_listening(pids: list[int], port: int, timeout_s: float = 120.0) -> None:

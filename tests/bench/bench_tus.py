@@ -33,6 +33,11 @@ uploader`` beside it, as ``videopick up`` does (it records every chunk and, once
 upload is complete, assembles, hashes and probes it): each of our rounds then also
 waits, outside the timing, until the uploader has given its verdict.
 
+Beside the rates, the CPU each tus side spent per MiB (median over the rounds): the
+server's process (ours: the gateway, plus the nats-server its events go through, and
+the uploader when it runs) and the tuspy client's. On this 2-core machine the client
+and the server share the cores, so a server's CPU is throughput the client loses.
+
 A second benchmark uploads the same way to MinIO (ours only: S3 parts, no fsync of
 ours to count; MinIO does its own).
 """
@@ -42,13 +47,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -56,9 +64,11 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from common.nats_server import free_port
+from common.nats_server import NatsServerProcess, free_port
 from common.settings import Settings
 from common.store.local import MULTIPART_DIR
+from ingest.rtmp.bench import cpu_seconds
+from tests.bench.procs import listening_pid
 from tests.fixtures.gateway import GatewayUser, gateway_env, gateway_process, register_user
 from tests.integration.live_stack import stop_process
 from tests.integration.test_tus_fixtures import (
@@ -249,10 +259,50 @@ def rate(seconds: float) -> float:
     return SIZE / seconds / 1e6
 
 
+def children_cpu_seconds() -> float:
+    """CPU of this process's finished children (each tuspy client, once it is waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU milliseconds per MiB, per side: its server processes' and its client's."""
+
+    servers: dict[str, list[int]]
+    server_ms: dict[str, list[float]] = field(default_factory=dict)
+    client_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    async def measure(self, side: str, run: Callable[[], Awaitable[None]]) -> None:
+        pids = self.servers[side]
+        server, client = sum(cpu_seconds(pid) for pid in pids), children_cpu_seconds()
+        await run()
+        server = sum(cpu_seconds(pid) for pid in pids) - server
+        client = children_cpu_seconds() - client
+        self.server_ms.setdefault(side, []).append(server * 1000 / (SIZE / MiB))
+        self.client_ms.setdefault(side, []).append(client * 1000 / (SIZE / MiB))
+
+    def print_table(self) -> None:
+        print("  CPU ms per MiB (median)          server  client")
+        for side in self.servers:
+            server = statistics.median(self.server_ms[side])
+            client = statistics.median(self.client_ms[side])
+            print(f"  {side:<32} {server:>7.2f} {client:>7.2f}")
+
+
+def server_pid(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return listening_pid(port)
+
+
 # The embedded default; VIDEOPICK_TEST_BENCH_TUS_DB=postgresql for the production shape.
 @pytest.mark.parametrize("database_url", [os.environ.get(DB_ENV, "sqlite")], indirect=True)
 async def test_tus_throughput_against_tusd_and_cp(
-    gateway_settings: Settings, event_streams: JetStreamContext, tmp_path: Path
+    gateway_settings: Settings,
+    event_streams: JetStreamContext,
+    nats_server: NatsServerProcess,
+    tmp_path: Path,
 ) -> None:
     source = random_file(tmp_path / "source.bin", SIZE)
     await asyncio.to_thread(warm, source)
@@ -277,11 +327,20 @@ async def test_tus_throughput_against_tusd_and_cp(
         floor_server(tmp_path / "floor", tmp_path / "floor.log") as floor_url,
     ):
         async with contextlib.AsyncExitStack() as stack:
+            assert nats_server.pid is not None
+            ours_pids = [server_pid(gateway_url), nats_server.pid]
             if WITH_UPLOADER:
                 log = tmp_path / "uploader.log"
-                await fetching_chunks(
-                    event_streams, stack.enter_context(uploader_process(settings, log))
-                )
+                uploader = stack.enter_context(uploader_process(settings, log))
+                ours_pids.append(uploader.pid)
+                await fetching_chunks(event_streams, uploader)
+            cpu = CpuMeter(
+                {
+                    "ours": ours_pids,
+                    "tusd": [server_pid(tusd_url)],
+                    "floor": [server_pid(floor_url)],
+                }
+            )
             http = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=gateway_url, timeout=60.0)
             )
@@ -351,9 +410,13 @@ async def test_tus_throughput_against_tusd_and_cp(
             for round_ in range(ROUNDS):
                 order = sides[round_ % len(sides) :] + sides[: round_ % len(sides)]
                 for side in order:
-                    await side()
+                    if side.__name__ in cpu.servers:
+                        await cpu.measure(side.__name__, side)
+                    else:
+                        await side()
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     print_table(medians)
+    cpu.print_table()
     for name, values in seconds.items():
         assert len(values) == ROUNDS, name
 

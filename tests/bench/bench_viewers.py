@@ -45,6 +45,7 @@ import pytest
 from common.nats_server import NatsServerProcess, free_port
 from common.settings import load_settings
 from common.supervisor import Supervisor
+from ingest.rtmp.bench import cpu_seconds
 from tests.cluster.media import live_position, publish_live
 from tests.integration.chat_stack import register
 
@@ -58,12 +59,6 @@ PART_TARGET_S = 0.25
 ON_TIME_S = PART_TARGET_S + 0.5
 HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]*part(\d+)\.(\d+)\.m4s)"')
 PART = re.compile(r'#EXT-X-PART:[^\n]*URI="([^"]+)"')
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def tree_cpu_seconds(pid: int) -> float:
