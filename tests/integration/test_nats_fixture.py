@@ -22,7 +22,7 @@ from nats.js.api import ConsumerConfig
 from common.nats_server import NatsServerProcess
 from common.settings import Settings
 from events.streams import ACCOUNTS, ALL_STREAMS, stream_for_subject
-from tests.fixtures.nats import ANCHOR_NAME, ANCHOR_STREAM, _running, reset_event_streams
+from tests.fixtures.nats import ANCHOR_NAME, ANCHOR_STREAM, reset_event_streams, restart_if_died
 
 ROUNDS = 20
 
@@ -62,7 +62,7 @@ def test_a_server_that_died_is_started_again_with_a_warning(tmp_path: Path) -> N
         os.kill(first_pid, signal.SIGKILL)  # not through the object: it "died"
         assert _exit_code_within(server, 10.0) == -signal.SIGKILL
         with pytest.warns(UserWarning, match=r"exited with -9; started again"):
-            _running(server)
+            restart_if_died(server)
         assert server.exit_code is None
         assert server.pid != first_pid
         with socket.create_connection(("127.0.0.1", server.port), timeout=2):
