@@ -20,6 +20,10 @@ KILL_AFTER = 12
 # The chat consumer's ack_wait is 30 s: the dead worker's unacked messages come back
 # to the other worker after it.
 SETTLE_S = 90.0
+# Past the gateway's own deadline for a JetStream ack (5 attempts of 2 s, with backoff):
+# a fresh cluster under load can stall a publish for seconds (a leader election), and a
+# client that gave up could not say whether its super chat was taken.
+PUBLISH_TIMEOUT_S = 30.0
 
 
 def _auth(account: Account) -> dict[str, str]:
@@ -45,6 +49,7 @@ async def test_superchat_debits_exactly_once_when_a_chat_worker_dies(cluster: Cl
             gateway.replace("http", "ws") + "/connection/websocket",
             f"chat:{streamer.stream_id}",
             fan.token,
+            timeout=PUBLISH_TIMEOUT_S,
         )
         try:
             texts = [f"super {tag} {index}" for index in range(BURST)]
