@@ -71,6 +71,15 @@ ALL_STREAMS: tuple[StreamDef, ...] = (
 )
 
 
+# Durable consumers no version subscribes any more, as (stream, durable): ``init``
+# deletes them, so a deployment upgraded in place stops keeping their state and their
+# ever-growing pending count (which dashboards would read as a stuck consumer).
+RETIRED_CONSUMERS: tuple[tuple[str, str], ...] = (
+    # The upload status projection's chunk fold (gateway/tus/status.py docstring).
+    ("UPLOADS", "gateway-upload-status-chunk-uploaded"),
+)
+
+
 def stream_for_subject(subject: str) -> StreamDef:
     """The stream that stores ``subject`` (first token match, as JetStream does)."""
     for stream in ALL_STREAMS:
@@ -111,7 +120,8 @@ def stream_config(stream: StreamDef, settings: Settings) -> StreamConfig:
 async def init_streams(js: JetStreamContext, settings: Settings) -> list[tuple[str, str]]:
     """Create missing streams, update existing ones to the declared limits.
 
-    Returns (name, "created" | "updated") for each stream, for the operator.
+    Returns (name, "created" | "updated") for each stream, and
+    ("stream/durable", "retired consumer removed") for each one removed, for the operator.
     """
     results: list[tuple[str, str]] = []
     for stream in ALL_STREAMS:
@@ -124,4 +134,10 @@ async def init_streams(js: JetStreamContext, settings: Settings) -> list[tuple[s
         else:
             await js.update_stream(config)
             results.append((stream.name, "updated"))
+    for stream_name, durable in RETIRED_CONSUMERS:
+        try:
+            await js.delete_consumer(stream_name, durable)
+        except NotFoundError:
+            continue
+        results.append((f"{stream_name}/{durable}", "retired consumer removed"))
     return results

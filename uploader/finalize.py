@@ -157,7 +157,7 @@ async def _finalize_claimed(
         )
         log.info("upload completed", upload_id=row.upload_id, video_id=video_id, size=size)
     else:
-        await _publish_rejected(services, row, verdict)
+        await _publish_rejected(services, row, size, verdict)
         await _discard_source(services, row.upload_id)
         await _record(
             services,
@@ -222,7 +222,9 @@ async def _publish_accepted(
     return video_id
 
 
-async def _publish_rejected(services: Services, row: UploaderUpload, verdict: Rejected) -> None:
+async def _publish_rejected(
+    services: Services, row: UploaderUpload, size: int, verdict: Rejected
+) -> None:
     await services.publisher.publish(
         UploadRejected(
             event_id=ids.event_id(row.upload_id, "upload.rejected"),
@@ -230,6 +232,7 @@ async def _publish_rejected(services: Services, row: UploaderUpload, verdict: Re
             user_id=row.user_id,
             code=verdict.code.value,
             reason=verdict.reason,
+            offset=size,
         ),
         correlation_id=row.upload_id,
     )

@@ -66,6 +66,9 @@ class UploadRejected(Event, frozen=True, tag="upload.rejected"):
     user_id: str
     code: str  # machine-readable: "not_media" | "too_large_dimensions" | "too_long" | …
     reason: str  # what the user sees
+    # The bytes that were durable when it ended: all of them for the uploader's
+    # verdicts, what had arrived for a cancelled one (0 in events from before).
+    offset: int = 0
 
 
 class UploadExpired(Event, frozen=True, tag="upload.expired"):

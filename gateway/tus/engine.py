@@ -689,6 +689,7 @@ class UploadEngine:
                     lock_until=None,
                 )
             )
+        offset = await self._durable_offset_or_zero(row)
         await self._remove_bytes(row)
         try:
             await self._publisher.publish(
@@ -697,6 +698,7 @@ class UploadEngine:
                     user_id=row.user_id,
                     code=CANCELLED_CODE,
                     reason="the upload was cancelled",
+                    offset=offset,
                 )
             )
         except PublishError as exc:
@@ -704,6 +706,13 @@ class UploadEngine:
                 "upload.rejected (cancelled) not published", upload_id=row.id, error=str(exc)
             )
         log.info("upload terminated", upload_id=row.id)
+
+    async def _durable_offset_or_zero(self, row: Upload) -> int:
+        # Only what the status of a cancelled upload shows: never worth failing for.
+        try:
+            return (await self._durable(row)).offset
+        except (UploadGone, StorageUnavailable):
+            return 0
 
     async def owned(self, user_id: str, upload_id: str) -> Upload:
         """The row, for callers that only need ownership (status API)."""

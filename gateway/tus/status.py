@@ -1,22 +1,21 @@
-"""Upload status for users: a projection of ``upload.*`` and ``chunk.*`` events.
+"""Upload status for users: a projection of ``upload.*`` events.
 
 ``gateway_upload_status`` is written only here, only from events, so it can be dropped
-and rebuilt by replaying the UPLOADS stream. The durable consumers of the five event
+and rebuilt by replaying the UPLOADS stream. The durable consumers of the four event
 types run independently (and several gateway processes share them), so events of one
 upload arrive in any order and twice: every write is one atomic upsert that only moves
-forward — the offset never decreases, the state only climbs
-``uploading → processing → final`` (ready, rejected, expired, cancelled; the first
-final state wins). Applying an event twice, or late, changes nothing.
+forward — the offset never decreases, the state only climbs from ``uploading`` to a
+final one (ready, rejected, expired, cancelled; the first final state wins). Applying
+an event twice, or late, changes nothing.
 
-``chunk.uploaded`` comes for every durable chunk, so it is folded in batches: what
-arrived within :data:`CHUNK_WINDOW_S` is one transaction, one row per upload (the
-newest chunk), before any of it is acked. One transaction per chunk cost the event
-loop enough to slow the uploads it reports on (README, tus benchmark).
+``chunk.uploaded`` is not folded: while an upload is open the status endpoint asks the
+engine (gateway/tus/simple.py), and the events that end an upload carry its offset.
+Consuming every chunk cost about 1 ms of CPU per chunk across the gateway and
+nats-server, beside the uploads it reported on (README, tus benchmark).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
@@ -30,13 +29,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from common.db import UtcDateTime
 from events.catalog import (
-    ChunkUploaded,
     UploadCompleted,
     UploadCreated,
     UploadExpired,
     UploadRejected,
 )
-from events.chunks import newest_per_upload
 from events.consumer import RetryPolicy, durable_subscriber
 from events.envelope import Event
 from gateway.tus.engine import CANCELLED_CODE
@@ -72,8 +69,8 @@ async def _upsert(
     final: dict[str, Any] | None = None,
     expires_at: dt.datetime | None = None,
 ) -> None:
-    """Insert the row, or move the existing one forward (never back): one statement,
-    as ``chunk.uploaded`` comes for every durable chunk of every upload."""
+    """Insert the row, or move the existing one forward (never back), in one statement.
+    (``processing`` ranks between: rows of versions that folded chunks have it.)"""
     fill = fill or {}
     final = final or {}
     values: dict[str, Any] = {
@@ -116,7 +113,7 @@ async def _upsert(
     await session.execute(stmt.on_conflict_do_update(index_elements=["upload_id"], set_=changes))
 
 
-async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: float) -> None:
+async def apply_status_event(session: AsyncSession, event: Event) -> None:
     """Fold one event into ``gateway_upload_status`` (idempotent, order-insensitive)."""
     at = event.occurred_at
     if isinstance(event, UploadCreated):
@@ -133,13 +130,6 @@ async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: f
             at=at,
             fill=fill,
             expires_at=event.expires_at,
-        )
-    elif isinstance(event, ChunkUploaded):
-        state = StatusState.PROCESSING if event.complete else StatusState.UPLOADING
-        end = event.offset + event.length
-        expires_at = at + dt.timedelta(seconds=expiry_s)
-        await _upsert(
-            session, event.upload_id, state=state, at=at, offset=end, expires_at=expires_at
         )
     elif isinstance(event, UploadCompleted):
         await _upsert(
@@ -158,6 +148,7 @@ async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: f
             event.upload_id,
             state=StatusState.CANCELLED if cancelled else StatusState.REJECTED,
             at=at,
+            offset=event.offset,
             fill={"user_id": event.user_id},
             final={"reason_code": event.code, "reason": event.reason},
         )
@@ -173,65 +164,37 @@ async def apply_status_event(session: AsyncSession, event: Event, *, expiry_s: f
         )
 
 
-StatusContext = Callable[[], tuple[async_sessionmaker[AsyncSession], float]]
+StatusContext = Callable[[], async_sessionmaker[AsyncSession]]
 Handler = Callable[..., Awaitable[None]]
-STATUS_EVENTS: Final[tuple[type[Event], ...]] = (
-    UploadCreated,
-    ChunkUploaded,
-    UploadCompleted,
-    UploadRejected,
-    UploadExpired,
-)
 # Folding is idempotent, so a retry is always safe; a few quick ones ride out a
 # database restart, the dead-letter stream keeps anything stranger for redrive.
 POLICY: Final = RetryPolicy(max_deliver=8, backoff_s=(1.0, 2.0, 5.0, 15.0, 60.0), ack_wait_s=30.0)
-# How long chunk events gather before one fold: the status a user sees trails the
-# durable offset (HEAD) by about this much.
-CHUNK_WINDOW_S: Final = 0.25
-CHUNK_BATCH: Final = 256
-# A short AckWait: a window FastStream's batch loop drops unacked (its fetch cut by a
-# lost connection) comes back in seconds, not 30. A fold takes milliseconds; a slow
-# one folding twice is harmless.
-CHUNK_POLICY: Final = dataclasses.replace(POLICY, ack_wait_s=5.0)
 
 
 def register_status_subscribers(broker: NatsBroker, context: StatusContext) -> None:
-    """One durable consumer per event type; ``context()`` gives (sessions, expiry seconds).
+    """One durable consumer per event type; ``context()`` gives the sessions.
 
     Ack policy (events.consumer.AckPolicyMiddleware): ack after the commit; any error
     naks with the backoff above (the fold is idempotent, so redelivery is harmless);
     undecodable payloads go to the dead-letter stream at once.
     """
 
-    def subscriber(
-        event_type: type[Event], policy: RetryPolicy = POLICY, **batching: Any
-    ) -> Callable[[Handler], Any]:
+    def subscriber(event_type: type[Event]) -> Callable[[Handler], Any]:
         return durable_subscriber(
             broker,
             event_type,
             durable=f"{CONSUMER_PREFIX}-{event_type.event_type().replace('.', '-')}",
-            policy=policy,
+            policy=POLICY,
             description=f"Upload status projection: {event_type.event_type()}",
-            **batching,
         )
 
     async def fold(event: Event) -> None:
-        sessions, expiry_s = context()
-        async with sessions.begin() as session:
-            await apply_status_event(session, event, expiry_s=expiry_s)
+        async with context().begin() as session:
+            await apply_status_event(session, event)
 
     @subscriber(UploadCreated)
     async def on_created(event: UploadCreated) -> None:
         await fold(event)
-
-    @subscriber(ChunkUploaded, CHUNK_POLICY, batch_window_s=CHUNK_WINDOW_S, batch_size=CHUNK_BATCH)
-    async def on_chunks(chunks: list[ChunkUploaded]) -> None:
-        if not chunks:
-            return
-        sessions, expiry_s = context()
-        async with sessions.begin() as session:
-            for chunk in newest_per_upload(chunks):
-                await apply_status_event(session, chunk, expiry_s=expiry_s)
 
     @subscriber(UploadCompleted)
     async def on_completed(event: UploadCompleted) -> None:

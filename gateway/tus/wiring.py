@@ -77,10 +77,10 @@ async def uploads_lifespan(app: Litestar) -> AsyncIterator[None]:
 def upload_status_subscribers(broker: NatsBroker) -> None:
     """A ``gateway.bus.SUBSCRIBERS`` registrar: the upload status projection."""
 
-    def context() -> tuple[async_sessionmaker[AsyncSession], float]:
+    def context() -> async_sessionmaker[AsyncSession]:
         services = broker.context.get(_SERVICES_KEY)
         if not isinstance(services, Services):
             raise UnavailableError("the gateway is starting or stopping")
-        return services.sessions, float(services.settings.tus_expiry_s)
+        return services.sessions
 
     register_status_subscribers(broker, context)

@@ -25,7 +25,7 @@ from events.cli import app
 from events.consumer import RetryPolicy, durable_subscriber
 from events.errors import PermanentError
 from events.replay import READER_PREFIX
-from events.streams import ALL_STREAMS
+from events.streams import ALL_STREAMS, RETIRED_CONSUMERS
 from tests.unit.test_events_catalog import sample_event
 
 pytestmark = pytest.mark.integration
@@ -98,6 +98,24 @@ async def test_init_creates_missing_streams_and_updates_the_rest(
         )
     info = await event_streams.stream_info("STATS")
     assert info.config.max_bytes == settings.events_max_bytes
+
+
+async def test_init_removes_retired_consumers_once(
+    cli_env: None, event_streams: JetStreamContext
+) -> None:
+    [(stream, durable)] = RETIRED_CONSUMERS
+    await event_streams.add_consumer(
+        stream,
+        ConsumerConfig(
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT, filter_subject="chunk.>"
+        ),
+    )
+    result = ok(await invoke("init"))
+    assert table_row(result.stdout, f"{stream}/{durable}")[1] == "retired consumer removed"
+    names = {consumer.name for consumer in await event_streams.consumers_info(stream)}
+    assert durable not in names
+    again = ok(await invoke("init"))  # nothing left to remove: no row, no error
+    assert f"{stream}/{durable}" not in again.stdout
 
 
 async def test_streams_shows_streams_and_consumers_with_pending_counts(

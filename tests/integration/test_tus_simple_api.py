@@ -185,13 +185,17 @@ async def test_a_cancelled_upload_shows_as_cancelled(
 ) -> None:
     stack = await upload_stack.start(backend)
     upload_id = str((await init(stack, 100))["upload_id"])
+    assert (await chunk(stack, upload_id, 0, b"x" * 40)).status_code == 200
     response = await stack.client.delete(f"/files/{upload_id}", headers=auth(stack.alice))
     assert response.status_code == 204
 
-    async def cancelled() -> bool:
-        return (await status(stack, upload_id))["state"] == "cancelled"
+    async def cancelled() -> dict[str, object] | None:
+        current = await status(stack, upload_id)
+        return current if current["state"] == "cancelled" else None
 
-    await wait_until(cancelled, what="the cancellation in the status")
+    final = await wait_until(cancelled, what="the cancellation in the status")
+    # What had arrived when it was cancelled (the bytes themselves are gone).
+    assert (final["offset"], final["size"]) == (40, 100)
 
 
 async def test_openapi_documents_the_upload_api(upload_stack: StackFactory) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,7 +18,6 @@ from events.catalog import (
     UploadExpired,
     UploadRejected,
 )
-from events.chunks import newest_per_upload
 from events.envelope import Event
 from gateway.tus.models import UploadStatus
 from gateway.tus.status import apply_status_event
@@ -37,10 +35,6 @@ def happy_path() -> list[Event]:
             upload_id=UPLOAD, user_id="u1", size=10, filename="a.mp4", title="A",
             expires_at=T0 + timedelta(days=1), occurred_at=T0,
         ),
-        ChunkUploaded(upload_id=UPLOAD, offset=0, length=4, part_number=1,
-                      occurred_at=T0 + timedelta(seconds=1)),
-        ChunkUploaded(upload_id=UPLOAD, offset=4, length=6, part_number=2, complete=True,
-                      occurred_at=T0 + timedelta(seconds=2)),
         UploadCompleted(upload_id=UPLOAD, user_id="u1", video_id="v1", object_key="k",
                         size=10, sha256="s", probe=PROBE, occurred_at=T0 + timedelta(seconds=3)),
     ]  # fmt: skip
@@ -52,7 +46,7 @@ async def fold(engine: AsyncEngine, events: list[Event]) -> tuple[object, ...]:
         await session.execute(delete(UploadStatus))
     for event in events:
         async with sessions.begin() as session:
-            await apply_status_event(session, event, expiry_s=3600)
+            await apply_status_event(session, event)
     async with sessions() as session:
         row = await session.get(UploadStatus, UPLOAD)
     assert row is not None
@@ -64,7 +58,7 @@ async def fold(engine: AsyncEngine, events: list[Event]) -> tuple[object, ...]:
 
 async def test_any_order_and_repeats_give_the_same_row(db_engine: AsyncEngine) -> None:
     events = happy_path()
-    # The expiry only moves later: the creation's day, not a chunk's hour after it.
+    # Only upload.created sets the expiry.
     expires = T0 + timedelta(days=1)
     expected = ("u1", "ready", 10, 10, "a.mp4", "A", "v1", "", "", expires)
     for order in itertools.permutations(events):
@@ -82,18 +76,23 @@ async def test_the_first_final_state_wins(db_engine: AsyncEngine) -> None:
     assert (await fold(db_engine, [cancelled, created]))[1] == "cancelled"
 
 
-async def test_a_batch_of_chunks_folds_like_each_of_them(db_engine: AsyncEngine) -> None:
-    created, first, last, _ = happy_path()
-    assert isinstance(first, ChunkUploaded)
-    assert isinstance(last, ChunkUploaded)
-    other = ChunkUploaded(upload_id="f" * 32, offset=0, length=3, part_number=1,
-                          occurred_at=T0 + timedelta(seconds=5))  # fmt: skip
-    # The later date of the first chunk must carry over to the furthest one.
-    late_first = msgspec.structs.replace(first, occurred_at=T0 + timedelta(hours=2))
-    for batch in itertools.permutations([late_first, last, other, last]):
-        newest = newest_per_upload(batch)
-        assert [chunk.upload_id for chunk in newest] == sorted({UPLOAD, "f" * 32})
-        assert await fold(db_engine, [created, *newest]) == await fold(db_engine, [created, *batch])
-    [only] = newest_per_upload([late_first, last])
-    assert (only.offset, only.complete) == (4, True)
-    assert only.occurred_at == T0 + timedelta(hours=2)
+async def test_a_cancelled_or_rejected_upload_shows_the_offset_it_ended_at(
+    db_engine: AsyncEngine,
+) -> None:
+    created = happy_path()[0]
+    cancelled = UploadRejected(
+        upload_id=UPLOAD, user_id="u1", code="cancelled", reason="x", offset=4
+    )
+    assert (await fold(db_engine, [created, cancelled]))[1:4] == ("cancelled", 10, 4)
+    rejected = UploadRejected(
+        upload_id=UPLOAD, user_id="u1", code="not_media", reason="Nope.", offset=10
+    )
+    assert (await fold(db_engine, [rejected, created]))[1:4] == ("rejected", 10, 10)
+
+
+async def test_chunk_events_of_older_versions_change_nothing(db_engine: AsyncEngine) -> None:
+    # The UPLOADS stream still holds chunk.uploaded: a rebuild replays them too.
+    created = happy_path()[0]
+    chunk = ChunkUploaded(upload_id=UPLOAD, offset=0, length=4, part_number=1,
+                          occurred_at=T0 + timedelta(seconds=1))  # fmt: skip
+    assert await fold(db_engine, [created, chunk]) == await fold(db_engine, [created])

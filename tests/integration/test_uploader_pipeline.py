@@ -200,7 +200,9 @@ async def test_hostile_uploads_are_rejected_with_a_reason(
         current = await status(stack, upload_id)
         return current if current["state"] == "rejected" else None
 
-    assert (await wait_until(shown, what="the status"))["reason"] == rejected.reason
+    shown_status = await wait_until(shown, what="the status")
+    assert shown_status["reason"] == rejected.reason
+    assert rejected.offset == shown_status["offset"] == len(data)
 
 
 async def test_an_empty_upload_is_rejected(upload_stack: StackFactory) -> None:
