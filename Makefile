@@ -22,7 +22,7 @@ $(UV):
 
 # The lock file pins every package; --frozen refuses to run with a stale lock.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 # Front-end packages come from the npm registry, pinned by the lock file (never a CDN);
@@ -38,7 +38,13 @@ gateway/static/node_modules/.synced: gateway/static/package.json gateway/static/
 	cp gateway/static/node_modules/tus-js-client/dist/tus.min.js $(WEB_VENDOR)/tus.min.js
 	@touch $@
 
+# Processes start from bytecode. Where PYTHONDONTWRITEBYTECODE is set (as on CI
+# machines) Python never writes it, and every process start compiled the sources
+# again (~1.7 s of CPU for the gateway's imports); compileall skips what is current.
+PACKAGES := common events gateway ingest chat uploader transcoder
+
 install: $(VENV)/.synced gateway/static/node_modules/.synced
+	$(BIN)/python -m compileall -q -j 0 $(PACKAGES)
 
 system-deps:
 	bash scripts/install-system-deps.sh
