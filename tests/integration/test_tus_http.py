@@ -12,6 +12,7 @@ import base64
 import hashlib
 import socket
 import struct
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from sqlalchemy import update
 
 from common.store import ObjectNotFound
 from events.catalog import ChunkUploaded, UploadCreated, UploadRejected
+from gateway.tus import engine, settling
 from gateway.tus.layout import source_key
 from gateway.tus.models import Upload
 from tests.integration.test_tus_fixtures import (
@@ -426,27 +428,22 @@ async def _locked(stack: UploadStack, upload_id: str) -> bool:
     return not await _unlocked(stack, upload_id)
 
 
-async def test_a_dead_patchs_lock_frees_when_its_lease_runs_out(
-    upload_stack: StackFactory,
-) -> None:
-    stack = await upload_stack.start("local", with_uploader=False, tus_lock_lease_s=1.0)
+async def test_a_dead_patchs_lock_frees_when_its_lease_runs_out(stack: UploadStack) -> None:
     upload_id = await create(stack, stack.alice, 10)
-    # A gateway that died mid-PATCH leaves its lease behind and never renews it.
-    from datetime import UTC, datetime, timedelta
 
-    async with stack.sessions.begin() as session:
-        await session.execute(
-            update(Upload)
-            .where(Upload.id == upload_id)
-            .values(lock_token="dead", lock_until=datetime.now(UTC) + timedelta(seconds=1))
-        )
+    async def dead_lease(until: datetime) -> None:
+        # A gateway that died mid-PATCH leaves its lease behind and never renews it.
+        async with stack.sessions.begin() as session:
+            await session.execute(
+                update(Upload)
+                .where(Upload.id == upload_id)
+                .values(lock_token="dead", lock_until=until)
+            )
+
+    await dead_lease(datetime.now(UTC) + timedelta(hours=1))
     problem(await patch(stack, stack.alice, upload_id, 0, b"abc"), 423)
-
-    async def accepted() -> bool:
-        response = await patch(stack, stack.alice, upload_id, 0, b"abc")
-        return response.status_code == 204
-
-    await wait_until(accepted, timeout_s=10, what="the dead lease to run out")
+    await dead_lease(datetime.now(UTC) - timedelta(seconds=1))  # ran out
+    assert (await patch(stack, stack.alice, upload_id, 0, b"abc")).status_code == 204
     assert await head_offset(stack, stack.alice, upload_id) == 3
 
 
@@ -479,11 +476,18 @@ async def _lock_token(stack: UploadStack, upload_id: str) -> str | None:
     return row.lock_token
 
 
+def linger_for(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Park answered locks for seconds rather than 0.25 s: a loaded CI host can take
+    longer than that between a test's two requests, and the lock would be gone."""
+    monkeypatch.setattr(settling, "LINGER_S", seconds)
+
+
 async def test_the_next_patch_here_takes_the_lock_over_and_events_keep_their_order(
-    stack: UploadStack,
+    stack: UploadStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An answered chunk's lock waits for the upload's next PATCH (gateway/tus/settling.py)
     instead of a release and an acquire; the last chunk frees it."""
+    linger_for(monkeypatch, 60.0)
     upload_id = await create(stack, stack.alice, 30)
     tokens = []
     for offset in (0, 10, 20):
@@ -515,10 +519,12 @@ async def test_an_answered_chunks_lock_is_freed_when_no_next_patch_comes(
 
 
 async def test_the_next_patch_at_another_gateway_waits_for_the_lock_instead_of_423(
-    upload_stack: StackFactory,
+    upload_stack: StackFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client whose chunks a proxy spreads over gateways: the second gateway finds the
     lock still with the first, which frees it moments later; no 423 in between."""
+    linger_for(monkeypatch, 2.0)
+    monkeypatch.setattr(engine, "LOCK_WAIT_S", 60.0)  # outwaits the linger on any host
     stack = await upload_stack.start("local", with_uploader=False, gateways=2)
     upload_id = await create(stack, stack.alice, 20)
     assert (await patch(stack, stack.alice, upload_id, 0, b"a" * 10)).status_code == 204
@@ -539,9 +545,12 @@ async def test_the_next_patch_at_another_gateway_waits_for_the_lock_instead_of_4
     assert offsets == [0, 10]
 
 
-async def test_a_handed_over_lock_still_slides_the_expiry(upload_stack: StackFactory) -> None:
+async def test_a_handed_over_lock_still_slides_the_expiry(
+    upload_stack: StackFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A lock passed from PATCH to PATCH is released only at the end; the expiry an
     answered chunk earned goes to the row with the lease's next renewal meanwhile."""
+    linger_for(monkeypatch, 60.0)
     stack = await upload_stack.start("local", with_uploader=False, tus_lock_lease_s=0.6)
     upload_id = await create(stack, stack.alice, 2 * MiB)
 

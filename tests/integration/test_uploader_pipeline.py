@@ -5,11 +5,12 @@ sweeping expired uploads — real NATS, SQLite/PostgreSQL, folder store and MinI
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pytest
+from sqlalchemy import update
 
 from common.store import MultipartUpload
 from events.broker import create_broker
@@ -226,16 +227,34 @@ async def expired_in_uploader(stack: UploadStack, upload_id: str) -> bool:
     return row is not None and row.expires_at is not None and row.expires_at < datetime.now(UTC)
 
 
+async def expire_now(stack: UploadStack, table: Any, key: Any, upload_id: str) -> None:
+    """Move an upload's expiry a second into the past in one component's table: what
+    the clock does to an idle upload, without a short real expiry that a slow host
+    could pass before the test's own PATCHes arrive (CI once took 2 s for a POST)."""
+    async with stack.sessions.begin() as session:
+        await session.execute(
+            update(table)
+            .where(key == upload_id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
 @pytest.mark.parametrize("backend", STORE_BACKENDS)
 async def test_expired_uploads_are_swept_but_not_while_locked(
     upload_stack: StackFactory, backend: str
 ) -> None:
-    stack = await upload_stack.start(backend, tus_expiry_s=2, tus_read_timeout_s=60)
+    stack = await upload_stack.start(backend, tus_read_timeout_s=60)
     data = bytes(range(256)) * (28 * 1024)  # 7 MiB: one part and a tail
     upload_id = await create(stack, stack.alice, 10 * MiB)
     assert (await patch(stack, stack.alice, upload_id, 0, data[: 6 * MiB])).status_code == 204
     assert (await patch(stack, stack.alice, upload_id, 6 * MiB, data[6 * MiB :])).status_code == 204
-    await stack.events.wait_for(ChunkUploaded, upload_id=upload_id, offset=6 * MiB)
+
+    async def folded() -> bool:
+        # Folding a chunk slides the uploader's expiry: the move below must come after.
+        row = await uploader_row(stack, upload_id)
+        return row is not None and row.offset == 7 * MiB
+
+    await wait_until(folded, what="the uploader to fold the last chunk")
     async with stack.sessions() as session:
         row = await session.get(Upload, upload_id)
     assert row is not None
@@ -243,11 +262,14 @@ async def test_expired_uploads_are_swept_but_not_while_locked(
 
     # A PATCH that started before the expiry and is still running holds the lock.
     async with held_patch(stack, stack.alice, upload_id, 7 * MiB, declared=MiB):
-        await wait_until(lambda: expired_in_uploader(stack, upload_id), what="expiry")
         await wait_until(lambda: _locked(stack, upload_id), what="the PATCH's lock")
+        await expire_now(stack, UploaderUpload, UploaderUpload.upload_id, upload_id)
+        assert await expired_in_uploader(stack, upload_id)
         assert await sweeper(stack).sweep_once() == 0
         assert [part.size for part in await stack.store.list_parts(multipart)] == [6 * MiB]
     await wait_until(lambda: _unlocked(stack, upload_id), what="the lock to be released")
+    # The gateway's row too (its HEAD answers from it), once no lease write can follow.
+    await expire_now(stack, Upload, Upload.id, upload_id)
 
     assert await sweeper(stack).sweep_once() == 1
     expired = await stack.events.wait_for(UploadExpired, upload_id=upload_id)
