@@ -708,11 +708,16 @@ class UploadEngine:
         log.info("upload terminated", upload_id=row.id)
 
     async def _durable_offset_or_zero(self, row: Upload) -> int:
-        # Only what the status of a cancelled upload shows: never worth failing for.
+        # Only what the status of a cancelled or expired upload shows: never worth
+        # failing for.
         try:
             return (await self._durable(row)).offset
         except (UploadGone, StorageUnavailable):
             return 0
+
+    async def offset_at_expiry(self, row: Upload) -> int:
+        """The bytes an expired upload still holds until the sweeper removes them."""
+        return await self._durable_offset_or_zero(row)
 
     async def owned(self, user_id: str, upload_id: str) -> Upload:
         """The row, for callers that only need ownership (status API)."""

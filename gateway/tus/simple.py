@@ -40,7 +40,13 @@ from gateway.services import ServicesDep
 from gateway.tus import protocol
 from gateway.tus.checksum import parse_checksum
 from gateway.tus.engine import UploadEngine, UploadInfo
-from gateway.tus.errors import RequestTimeout, TusError, UploadNotFound, WrongContentType
+from gateway.tus.errors import (
+    RequestTimeout,
+    TusError,
+    UploadGone,
+    UploadNotFound,
+    WrongContentType,
+)
 from gateway.tus.metadata import (
     MAX_DESCRIPTION_CHARS,
     MAX_TITLE_CHARS,
@@ -51,6 +57,7 @@ from gateway.tus.metadata import (
 )
 from gateway.tus.models import StatusState, UploadStatus
 from gateway.tus.routes import TusEngineDep, provide_engine
+from gateway.tus.status import EXPIRED_CODE, EXPIRED_REASON
 
 __all__ = ["upload_api_router"]
 
@@ -210,9 +217,34 @@ async def upload_status(
     upload_id = protocol.parse_upload_id(upload_id)
     try:
         info: UploadInfo | None = await tus.info(current_user.user_id, upload_id)
+    except UploadGone:
+        # Expired, not swept yet: the projection hears of it only from the sweeper.
+        return await _expired(services.sessions, tus, current_user.user_id, upload_id)
     except TusError:
-        info = None  # gone from the engine (expired, cancelled): the projection knows
+        info = None  # gone from the engine (cancelled, complete): the projection knows
     return await _status(services.sessions, tus, current_user.user_id, info, upload_id)
+
+
+async def _expired(
+    sessions: async_sessionmaker[AsyncSession], tus: UploadEngine, user_id: str, upload_id: str
+) -> StatusResponse:
+    try:
+        swept: StatusResponse | None = await _status(sessions, tus, user_id, None, upload_id)
+    except UploadNotFound:
+        swept = None  # the projection has not seen it yet
+    if swept is not None and swept.state != StatusState.UPLOADING:
+        return swept
+    row = await tus.owned(user_id, upload_id)
+    return StatusResponse(
+        upload_id=upload_id,
+        state=StatusState.EXPIRED.value,
+        offset=await tus.offset_at_expiry(row),
+        size=row.length,
+        filename=row.filename,
+        title=row.title,
+        reason_code=EXPIRED_CODE,
+        reason=EXPIRED_REASON,
+    )
 
 
 async def _status(

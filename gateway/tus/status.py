@@ -39,9 +39,18 @@ from events.envelope import Event
 from gateway.tus.engine import CANCELLED_CODE
 from gateway.tus.models import StatusState, UploadStatus
 
-__all__ = ["CONSUMER_PREFIX", "apply_status_event", "register_status_subscribers"]
+__all__ = [
+    "CONSUMER_PREFIX",
+    "EXPIRED_CODE",
+    "EXPIRED_REASON",
+    "apply_status_event",
+    "register_status_subscribers",
+]
 
 CONSUMER_PREFIX: Final = "gateway-upload-status"
+# What an expired upload's status says (also before the sweep, gateway/tus/simple.py).
+EXPIRED_CODE: Final = "expired"
+EXPIRED_REASON: Final = "the upload was not finished in time"
 _TABLE = cast(Table, UploadStatus.__table__)
 _FINAL = (StatusState.READY, StatusState.REJECTED, StatusState.EXPIRED, StatusState.CANCELLED)
 
@@ -160,7 +169,7 @@ async def apply_status_event(session: AsyncSession, event: Event) -> None:
             at=at,
             offset=event.offset,
             fill={"user_id": event.user_id, "size": event.size},
-            final={"reason_code": "expired", "reason": "the upload was not finished in time"},
+            final={"reason_code": EXPIRED_CODE, "reason": EXPIRED_REASON},
         )
 
 

@@ -270,6 +270,10 @@ async def test_expired_uploads_are_swept_but_not_while_locked(
     await wait_until(lambda: _unlocked(stack, upload_id), what="the lock to be released")
     # The gateway's row too (its HEAD answers from it), once no lease write can follow.
     await expire_now(stack, Upload, Upload.id, upload_id)
+    # Not swept yet: the status already says expired, with the bytes still held.
+    before_sweep = await status(stack, upload_id)
+    assert (before_sweep["state"], before_sweep["offset"]) == ("expired", 7 * MiB)
+    assert (before_sweep["reason_code"], before_sweep["expires_at"]) == ("expired", None)
 
     assert await sweeper(stack).sweep_once() == 1
     expired = await stack.events.wait_for(UploadExpired, upload_id=upload_id)
