@@ -689,7 +689,7 @@ class UploadEngine:
                     lock_until=None,
                 )
             )
-        offset = await self._durable_offset_or_zero(row)
+        offset = await self.offset_held(row)
         await self._remove_bytes(row)
         try:
             await self._publisher.publish(
@@ -707,17 +707,13 @@ class UploadEngine:
             )
         log.info("upload terminated", upload_id=row.id)
 
-    async def _durable_offset_or_zero(self, row: Upload) -> int:
-        # Only what the status of a cancelled or expired upload shows: never worth
-        # failing for.
+    async def offset_held(self, row: Upload) -> int:
+        """The bytes a cancelled or expired upload holds until they are removed: only
+        what its status shows, so 0 rather than a failure when the store cannot say."""
         try:
             return (await self._durable(row)).offset
         except (UploadGone, StorageUnavailable):
             return 0
-
-    async def offset_at_expiry(self, row: Upload) -> int:
-        """The bytes an expired upload still holds until the sweeper removes them."""
-        return await self._durable_offset_or_zero(row)
 
     async def owned(self, user_id: str, upload_id: str) -> Upload:
         """The row, for callers that only need ownership (status API)."""

@@ -238,7 +238,7 @@ async def _expired(
     return StatusResponse(
         upload_id=upload_id,
         state=StatusState.EXPIRED.value,
-        offset=await tus.offset_at_expiry(row),
+        offset=await tus.offset_held(row),
         size=row.length,
         filename=row.filename,
         title=row.title,
