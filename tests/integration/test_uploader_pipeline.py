@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from sqlalchemy import update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from common.store import MultipartUpload
 from events.broker import create_broker
@@ -227,13 +228,18 @@ async def expired_in_uploader(stack: UploadStack, upload_id: str) -> bool:
     return row is not None and row.expires_at is not None and row.expires_at < datetime.now(UTC)
 
 
-async def expire_now(stack: UploadStack, table: Any, key: Any, upload_id: str) -> None:
+async def expire_now(
+    stack: UploadStack,
+    model: type[Upload] | type[UploaderUpload],
+    key: InstrumentedAttribute[str],
+    upload_id: str,
+) -> None:
     """Move an upload's expiry a second into the past in one component's table: what
     the clock does to an idle upload, without a short real expiry that a slow host
     could pass before the test's own PATCHes arrive (CI once took 2 s for a POST)."""
     async with stack.sessions.begin() as session:
         await session.execute(
-            update(table)
+            update(model)
             .where(key == upload_id)
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
