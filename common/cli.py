@@ -24,30 +24,34 @@ _MOUNTS = {
 }
 
 
+class _Unloaded(TyperCommand):
+    """A mount's stand-in: its name and help, for listings and "did you mean"."""
+
+
 class _LazyMounts(TyperGroup):
     # Typed Any where Typer's own (vendored, private) click types would go.
     _listing = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, (_, help_text) in _MOUNTS.items():
+            self.commands[name] = _Unloaded(name, help=help_text)
+
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        # The listing needs only each mount's name and help: a stand-in has both.
+        # The listing needs only each mount's name and help: the stand-in has both.
         self._listing = True
         try:
             super().format_help(ctx, formatter)
         finally:
             self._listing = False
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        return [*(name for name in _MOUNTS if name not in self.commands), *self.commands]
-
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name in self.commands or cmd_name not in _MOUNTS:
-            return super().get_command(ctx, cmd_name)
-        module, help_text = _MOUNTS[cmd_name]
-        if self._listing:
-            return TyperCommand(cmd_name, help=help_text)
-        command = typer.main.get_command(importlib.import_module(module).app)
-        command.name, command.help = cmd_name, help_text
-        self.add_command(command, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if isinstance(command, _Unloaded) and not self._listing:
+            module, help_text = _MOUNTS[cmd_name]
+            command = typer.main.get_command(importlib.import_module(module).app)
+            command.name, command.help = cmd_name, help_text
+            self.commands[cmd_name] = command
         return command
 
 

@@ -39,3 +39,9 @@ def test_a_mounted_group_runs_when_named(group: str, command: str) -> None:
     result = CliRunner().invoke(app, [group, "--help"])
     assert result.exit_code == 0, result.output
     assert command in result.output
+
+
+def test_a_mistyped_group_gets_a_suggestion_before_it_is_loaded() -> None:
+    result = CliRunner().invoke(app, ["event"])
+    assert result.exit_code == 2
+    assert "Did you mean 'events'?" in result.output
