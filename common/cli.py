@@ -29,30 +29,22 @@ class _Unloaded(TyperCommand):
 
 
 class _LazyMounts(TyperGroup):
-    # Typed Any where Typer's own (vendored, private) click types would go.
-    _listing = False
+    """Listings see the stand-ins; running a mount replaces its stand-in with it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name, (_, help_text) in _MOUNTS.items():
             self.commands[name] = _Unloaded(name, help=help_text)
 
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        # The listing needs only each mount's name and help: the stand-in has both.
-        self._listing = True
-        try:
-            super().format_help(ctx, formatter)
-        finally:
-            self._listing = False
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        if isinstance(command, _Unloaded) and not self._listing:
-            module, help_text = _MOUNTS[cmd_name]
+    # Typed Any where Typer's own (vendored, private) click types would go.
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, _Unloaded) and name is not None:
+            module, help_text = _MOUNTS[name]
             command = typer.main.get_command(importlib.import_module(module).app)
-            command.name, command.help = cmd_name, help_text
-            self.commands[cmd_name] = command
-        return command
+            command.name, command.help = name, help_text
+            self.commands[name] = command
+        return name, command, rest
 
 
 app = typer.Typer(
