@@ -18,12 +18,19 @@ One file of random bytes (``VIDEOPICK_TEST_BENCH_MIB``, default 1024) is uploade
   connection, the folder store's own O_DIRECT writer, fsync, rename and the folder's
   fsync before each 204, one file per chunk; no framework, auth, database, lock or
   events). What it reaches against tusd is what a durable server can reach with this
-  client on this disk; the rest of the gap is ours;
+  client on this disk; the rest of the gap is ours. It also times the client's
+  turnaround (from an answer to the next PATCH's first byte);
 - ``cp`` of the same file on the same disk, and ``cp`` plus one fsync;
 - ``dd bs=8M oflag=dsync``: each 8 MiB written durably before the next through the page
   cache, and ``oflag=direct,dsync`` around it as our folder store writes (O_DIRECT,
   ``common/store/_appender.py``): the disk's own ceiling for what our side promises
-  (no network, no HTTP, no database, no events).
+  (no network, no HTTP, no database, no events);
+- the ceiling: ``dd oflag=direct,dsync``'s time plus the client's turnaround, as the
+  floor measured it. Every chunk must be on the disk before its answer, and the next
+  chunk comes only a turnaround after that answer, so the disk idles for the
+  turnaround once per chunk: no durable server can upload faster than this, even with
+  the network time fully hidden behind the disk's. Where it is below tusd, the goal of
+  1.0x tusd with every chunk durable is out of reach on this machine.
 
 The source file is read once first so every side starts with it in the page cache.
 Rounds (``VIDEOPICK_TEST_BENCH_ROUNDS``, default 3) rotate who goes first; medians are
@@ -314,11 +321,13 @@ async def test_tus_throughput_against_tusd_and_cp(
         "tusd": [],
         "tusd_fsync": [],
         "floor": [],
+        "ceiling": [],
         "cp": [],
         "cp_fsync": [],
         "dd_dsync": [],
         "dd_direct": [],
     }
+    turnaround: list[float] = []  # the floor's clients', per round
     tusd_dir = tmp_path / "tusd"
     multipart_dir = settings.resolved_store_path / MULTIPART_DIR
     with (
@@ -375,6 +384,8 @@ async def test_tus_throughput_against_tusd_and_cp(
                 chunks = sorted((tmp_path / "floor").glob(url.rsplit("/", 1)[1] + ".*"))
                 assert sum(chunk.stat().st_size for chunk in chunks) == SIZE
                 seconds["floor"].append(elapsed)
+                head = await http.head(url, headers={"Tus-Resumable": "1.0.0"})
+                turnaround.append(float(head.headers["floor-turnaround-seconds"]))
                 for chunk in chunks:
                     chunk.unlink()
 
@@ -414,6 +425,9 @@ async def test_tus_throughput_against_tusd_and_cp(
                         await cpu.measure(side.__name__, side)
                     else:
                         await side()
+    seconds["ceiling"] = [
+        disk + client for disk, client in zip(seconds["dd_direct"], turnaround, strict=True)
+    ]
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     print_table(medians)
     cpu.print_table()
@@ -431,6 +445,7 @@ def print_table(medians: dict[str, float]) -> None:
         ("cp + one fsync at the end", "cp_fsync", "at the end only"),
         ("dd bs=8M oflag=dsync", "dd_dsync", "every 8 MiB, through the page cache"),
         ("dd bs=8M oflag=direct,dsync", "dd_direct", "every 8 MiB (the disk's ceiling)"),
+        ("ceiling: dd direct + turnaround", "ceiling", "every chunk: no durable server beats it"),
     ]
     print(
         f"\nBENCH tus: {SIZE // MiB} MiB in {CHUNK // MiB} MiB chunks (tuspy), median of {ROUNDS}"
@@ -441,7 +456,9 @@ def print_table(medians: dict[str, float]) -> None:
     print(f"  {'ratio ours / tusd':<32} {medians['tusd'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / (tusd + fsync)':<32} {medians['tusd_fsync'] / medians['ours']:>8.2f}")
     print(f"  {'ratio floor / tusd':<32} {medians['tusd'] / medians['floor']:>8.2f}")
+    print(f"  {'ratio ceiling / tusd':<32} {medians['tusd'] / medians['ceiling']:>8.2f}")
     print(f"  {'ratio ours / floor':<32} {medians['floor'] / medians['ours']:>8.2f}")
+    print(f"  {'ratio ours / ceiling':<32} {medians['ceiling'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / cp':<32} {medians['cp'] / medians['ours']:>8.2f}")
     print(f"  {'ratio ours / dd direct,dsync':<32} {medians['dd_direct'] / medians['ours']:>8.2f}")
 

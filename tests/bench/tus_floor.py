@@ -10,6 +10,12 @@ the durability of our gateway's 204, without the framework, the auth, the databa
 the lock or the events. What it reaches against tusd is what any durable server can
 reach on this machine and this client; the gap between it and ours is our own.
 
+It also times the client: from each answer to an upload's request until the next
+request's first byte (tuspy reads the next chunk and opens a new connection for each
+PATCH). No server can answer sooner than its disk plus that turnaround, which HEAD
+reports (``Floor-Turnaround-Seconds``, the sum over the upload) so that the benchmark
+can print the ceiling for any durable server.
+
 Only what tuspy sends is understood (creation, PATCH, HEAD); anything else is a 400.
 Not a server to use: no auth, no limits, uploads in memory.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +44,8 @@ class Upload:
     length: int
     offset: int = 0
     chunks: int = 0
+    answered_at: float = 0.0
+    turnaround_s: float = 0.0
 
 
 class SocketBody:
@@ -84,10 +93,13 @@ class FloorServer:
         pending = b""
         with conn:
             while True:
+                arrived = time.perf_counter()
                 while HEAD_END not in pending:
                     data = conn.recv(65536)
                     if not data:
                         return
+                    if not pending:
+                        arrived = time.perf_counter()
                     pending += data
                 head, pending = pending.split(HEAD_END, 1)
                 lines = head.decode("latin-1").split("\r\n")
@@ -97,12 +109,24 @@ class FloorServer:
                     for name, value in (line.split(":", 1) for line in lines[1:])
                 }
                 length = int(headers.get("content-length", "0"))
+                upload = self._timed(method, path, arrived)
                 status, extra = self._answer(conn, method, path, headers, pending[:length])
                 pending = pending[length:]
                 conn.sendall(
                     f"HTTP/1.1 {status}\r\nTus-Resumable: 1.0.0\r\nContent-Length: 0\r\n"
                     f"{extra}\r\n".encode()
                 )
+                if upload is not None:
+                    upload.answered_at = time.perf_counter()
+
+    def _timed(self, method: str, path: str, arrived: float) -> Upload | None:
+        """The upload a PATCH is for, its client turnaround counted; ``None`` else."""
+        if method != "PATCH":
+            return None
+        upload = self.uploads.get(path.rsplit("/", 1)[1])
+        if upload is not None and upload.answered_at:
+            upload.turnaround_s += arrived - upload.answered_at
+        return upload
 
     def _answer(
         self, conn: socket.socket, method: str, path: str, headers: dict[str, str], pending: bytes
@@ -111,13 +135,18 @@ class FloorServer:
         if method == "POST":
             upload_id = uuid.uuid4().hex
             with self._lock:
-                self.uploads[upload_id] = Upload(int(headers["upload-length"]))
+                self.uploads[upload_id] = Upload(
+                    int(headers["upload-length"]), answered_at=time.perf_counter()
+                )
             return "201 Created", f"Location: http://127.0.0.1:{self.port}/files/{upload_id}\r\n"
         upload = self.uploads.get(upload_id)
         if upload is None:
             return "404 Not Found", ""
         if method == "HEAD":
-            return "200 OK", f"Upload-Offset: {upload.offset}\r\nUpload-Length: {upload.length}\r\n"
+            return "200 OK", (
+                f"Upload-Offset: {upload.offset}\r\nUpload-Length: {upload.length}\r\n"
+                f"Floor-Turnaround-Seconds: {upload.turnaround_s:.6f}\r\n"
+            )
         if method == "PATCH" and int(headers["upload-offset"]) == upload.offset:
             length = int(headers["content-length"])
             self._append(upload_id, upload, SocketBody(conn, pending, length), length)
