@@ -50,9 +50,9 @@ PUBLISHES: Final = (ChatAccepted, ChatRejected, ChatEffect, ChatSuperchat, ChatM
 # only the publish is repeated), then with growing pauses.
 MESSAGE_POLICY: Final = RetryPolicy(max_deliver=6, backoff_s=(0.2, 1.0, 5.0, 30.0), ack_wait_s=30.0)
 # Handlers waiting on the decision batcher at once: the size a batch can reach.
-# Fetched one at a time: nats-py's fetch(n) waits until n arrive or its timeout (1 s)
-# passes, which at 25 messages/s was half a second of latency; batching happens after
-# the fetch, in chat.batcher.
+# Fetched one at a time, each handed to a worker as it comes (a fetch of n waited for
+# n, or its timeout, before events/pull_fetch.py); batching happens after the fetch,
+# in chat.batcher.
 MESSAGE_WORKERS: Final = 64
 # Pull requests outstanding at once on the ``chat`` durable. With one, every message
 # costs a fetch round trip before the next can start, and one slow round trip (a

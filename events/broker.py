@@ -8,7 +8,7 @@ from fast_depends.msgspec import MsgSpecSerializer
 from faststream.nats import NatsBroker
 
 from common.settings import Settings
-from events import fetch_timeout
+from events import pull_fetch
 from events.consumer import AckPolicyMiddleware
 
 
@@ -19,7 +19,7 @@ def create_broker(settings: Settings, *, name: str) -> NatsBroker:
     FastStream logs two INFO lines per message by default; DEBUG keeps them out of
     the way unless an operator asks for them.
     """
-    fetch_timeout.install()  # before any pull subscriber starts fetching
+    pull_fetch.install()  # before any pull subscriber starts fetching
     return NatsBroker(
         settings.nats_servers,
         name=f"videopick-{name}",
