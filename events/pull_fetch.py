@@ -71,8 +71,9 @@ def promptly(fetch: Fetch) -> Fetch:
         pending = min(batch - 1, first[-1].metadata.num_pending) if first else 0
         if pending <= 0:
             return first
+        follow_up_s = FOLLOW_UP_TIMEOUT_S if timeout is None else min(timeout, FOLLOW_UP_TIMEOUT_S)
         try:
-            rest = await fetch(subscription, pending, FOLLOW_UP_TIMEOUT_S, heartbeat)
+            rest = await fetch(subscription, pending, follow_up_s, heartbeat)
         except TimeoutError:  # nats-py's TimeoutError too: another fetcher took them
             return first
         return first + rest
