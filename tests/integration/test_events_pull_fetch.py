@@ -17,7 +17,7 @@ from events import pull_fetch
 
 pytestmark = pytest.mark.integration
 
-FETCH_TIMEOUT_S = 3.0
+FETCH_TIMEOUT_S = 5.0
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ async def test_a_message_comes_at_once_though_an_old_pull_request_is_still_held(
     waited = time.monotonic() - started
     assert [message.data for message in messages] == [b"one"]
     # Unfixed, the fetch waited out its timeout (or the old request's) for more.
-    assert waited < FETCH_TIMEOUT_S / 3, waited
+    assert waited < FETCH_TIMEOUT_S / 2, waited
 
 
 async def test_a_backlog_still_comes_in_batches_in_order(
