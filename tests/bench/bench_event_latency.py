@@ -24,8 +24,7 @@ import os
 import random
 import statistics
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -46,16 +45,6 @@ VERDICT_TIMEOUT_S = 30.0
 UNDECIDED = ("uploading", "processing")  # an upload's states before the uploader's verdict
 
 Fetch = Callable[..., Awaitable[list[Msg]]]
-
-
-@pytest.fixture
-async def subject(js: JetStreamContext) -> AsyncIterator[str]:
-    name = f"BENCHLAT_{uuid.uuid4().hex[:8].upper()}"
-    await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
-    try:
-        yield f"{name.lower()}.event"
-    finally:
-        await js.delete_stream(name)
 
 
 def summary(delays_s: list[float]) -> str:
@@ -80,14 +69,16 @@ async def fetch_loop(
 
 
 async def test_an_idle_consumer_against_nats_pys_own_fetch(
-    js: JetStreamContext, subject: str
+    js: JetStreamContext, scratch_subject: str
 ) -> None:
     pull_fetch.install()
     theirs = inspect.unwrap(JetStreamContext.PullSubscription.fetch)
     ours = pull_fetch.translate_timeouts(pull_fetch.promptly(theirs))
     delays: dict[str, list[float]] = {"nats-py": [], "ours": []}
     loops = [
-        asyncio.create_task(fetch_loop(fetch, await js.pull_subscribe(subject, durable=name), got))
+        asyncio.create_task(
+            fetch_loop(fetch, await js.pull_subscribe(scratch_subject, durable=name), got)
+        )
         for fetch, name, got in (
             (pull_fetch.translate_timeouts(theirs), "theirs", delays["nats-py"]),
             (ours, "ours", delays["ours"]),
@@ -96,7 +87,7 @@ async def test_an_idle_consumer_against_nats_pys_own_fetch(
     try:
         for _ in range(EVENTS):
             await asyncio.sleep(random.uniform(*PAUSE_S))
-            await js.publish(subject, str(time.monotonic()).encode())
+            await js.publish(scratch_subject, str(time.monotonic()).encode())
         await asyncio.wait_for(asyncio.gather(*loops), timeout=5.0)
     finally:
         for loop in loops:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.js.client import JetStreamContext
@@ -20,22 +18,11 @@ pytestmark = pytest.mark.integration
 FETCH_TIMEOUT_S = 5.0
 
 
-@pytest.fixture
-async def subject(js: JetStreamContext) -> AsyncIterator[str]:
-    """A stream of its own for one test; its subject."""
-    name = f"PULLFETCH_{uuid.uuid4().hex[:8].upper()}"
-    await js.add_stream(name=name, subjects=[f"{name.lower()}.>"])
-    try:
-        yield f"{name.lower()}.event"
-    finally:
-        await js.delete_stream(name)
-
-
 async def test_a_message_comes_at_once_though_an_old_pull_request_is_still_held(
-    js: JetStreamContext, subject: str
+    js: JetStreamContext, scratch_subject: str
 ) -> None:
     pull_fetch.install()
-    subscription = await js.pull_subscribe(subject, durable="idle")
+    subscription = await js.pull_subscribe(scratch_subject, durable="idle")
     # What a fetch whose 408 raced its timer leaves on the server: a lingering pull
     # request on the subscription's inbox, which the next message goes to (nats-py has
     # no public way to leave one).
@@ -48,7 +35,7 @@ async def test_a_message_comes_at_once_though_an_old_pull_request_is_still_held(
     started = time.monotonic()
     fetching = asyncio.create_task(subscription.fetch(64, timeout=FETCH_TIMEOUT_S))
     await asyncio.sleep(0.1)
-    await js.publish(subject, b"one")
+    await js.publish(scratch_subject, b"one")
     messages = await fetching
     waited = time.monotonic() - started
     assert [message.data for message in messages] == [b"one"]
@@ -57,12 +44,12 @@ async def test_a_message_comes_at_once_though_an_old_pull_request_is_still_held(
 
 
 async def test_a_backlog_still_comes_in_batches_in_order(
-    js: JetStreamContext, subject: str
+    js: JetStreamContext, scratch_subject: str
 ) -> None:
     pull_fetch.install()
     for number in range(100):
-        await js.publish(subject, str(number).encode())
-    subscription = await js.pull_subscribe(subject, durable="backlog")
+        await js.publish(scratch_subject, str(number).encode())
+    subscription = await js.pull_subscribe(scratch_subject, durable="backlog")
     first = await subscription.fetch(64, timeout=FETCH_TIMEOUT_S)
     second = await subscription.fetch(64, timeout=FETCH_TIMEOUT_S)
     assert [int(message.data) for message in first] == list(range(64))
